@@ -1,0 +1,266 @@
+"""create_app(): the routes, and a lifespan that owns the database, HTTP client and worker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.http.ides import get_graphql_ide_html
+
+from tocsin import metrics
+from tocsin.resolvers.context import Context, Principal, Services
+from tocsin.resolvers.tokens import TokenResolver
+from tocsin.schema import schema
+from tocsin.services import open_services
+from tocsin.settings import Settings, load_settings
+from tocsin.storage.enums import Role
+
+log = logging.getLogger("tocsin.http")
+access_log = logging.getLogger("tocsin.access")
+
+MAX_BODY = 1024 * 1024
+GRAPHIQL = get_graphql_ide_html("graphiql")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _error(status: int, message: str, code: str) -> JSONResponse:
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+    )
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The body, refused (without reading it whole) once it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def authenticate(request: Request) -> Principal | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    resolver: TokenResolver = request.app.state.services.extras["tokens"]
+    principal = await resolver.resolve(token.strip())
+    if principal is not None:
+        request.scope.setdefault("state", {})["actor"] = principal.name
+    return principal
+
+
+async def graphql_endpoint(request: Request) -> Response:
+    if request.method == "GET":
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(GRAPHIQL)
+        return _error(405, "Send GraphQL operations with POST.", "METHOD_NOT_ALLOWED")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return _error(413, "The request body is larger than 1 MiB.", "PAYLOAD_TOO_LARGE")
+    principal = await authenticate(request)
+    if principal is None:
+        return _error(
+            401, "Send a valid API token: Authorization: Bearer <token>.", "UNAUTHENTICATED"
+        )
+    try:
+        body = await read_body(request)
+    except BodyTooLarge:
+        return _error(413, "The request body is larger than 1 MiB.", "PAYLOAD_TOO_LARGE")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "The request body is not valid JSON.", "BAD_REQUEST")
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return _error(400, 'Send a JSON object with a "query" string.', "BAD_REQUEST")
+    variables = payload.get("variables")
+    operation_name = payload.get("operationName")
+    if variables is not None and not isinstance(variables, dict):
+        return _error(400, '"variables" must be a JSON object.', "BAD_REQUEST")
+    if operation_name is not None and not isinstance(operation_name, str):
+        return _error(400, '"operationName" must be a string.', "BAD_REQUEST")
+    context = Context(services=request.app.state.services, principal=principal)
+    result = await schema.execute(
+        payload["query"],
+        variable_values=variables,
+        context_value=context,
+        operation_name=operation_name,
+    )
+    response: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        response["errors"] = [error.formatted for error in result.errors]
+    return JSONResponse(response)
+
+
+async def notifications_test_endpoint(request: Request) -> Response:
+    """POST /api/notifications/test: sendTest for scripts."""
+    from tocsin.resolvers.sendtest import send_test
+    from tocsin.storage.enums import ChannelKind
+
+    principal = await authenticate(request)
+    if principal is None:
+        return JSONResponse({"error": "UNAUTHENTICATED"}, status_code=401)
+    if principal.role not in {Role.EDITOR, Role.ADMIN}:
+        return JSONResponse({"error": "FORBIDDEN"}, status_code=403)
+    try:
+        body = await read_body(request)
+    except BodyTooLarge:
+        return JSONResponse({"error": "PAYLOAD_TOO_LARGE"}, status_code=413)
+    try:
+        payload = json.loads(body) if body.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        return JSONResponse({"error": "BAD_REQUEST", "message": "invalid JSON"}, status_code=400)
+    if not isinstance(payload, dict):
+        return JSONResponse({"error": "BAD_REQUEST", "message": "expected an object"}, 400)
+    kind = None
+    if payload.get("kind") is not None:
+        try:
+            kind = ChannelKind(str(payload["kind"]).upper())
+        except ValueError:
+            return JSONResponse(
+                {
+                    "error": "BAD_REQUEST",
+                    "message": "kind must be one of "
+                    + ", ".join(k.value.lower() for k in ChannelKind),
+                },
+                status_code=400,
+            )
+    channel_id = payload.get("channel_id")
+    context = Context(services=request.app.state.services, principal=principal)
+    outcomes, problems = await send_test(
+        context, kind=kind, channel_id=str(channel_id) if channel_id else None
+    )
+    if problems:
+        status = 409 if problems[0].code == "NO_CHANNEL_CONFIGURED" else 404
+        return JSONResponse({"error": problems[0].code, "message": problems[0].message}, status)
+    return JSONResponse(
+        {
+            "results": [
+                {
+                    "channel_id": o.channel.id,
+                    "kind": o.channel.kind.lower(),
+                    "name": o.channel.name,
+                    "ok": o.result.ok,
+                    "status_code": o.result.status_code,
+                    "error": o.result.error,
+                    "latency_ms": o.result.latency_ms,
+                }
+                for o in outcomes
+            ]
+        }
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    services: Services = request.app.state.services
+    problems = []
+    if not await services.db.ping():
+        problems.append("database does not answer")
+    worker = services.extras.get("worker")
+    if request.app.state.run_worker and (worker is None or not worker.running):
+        problems.append("worker is not running")
+    if problems:
+        return JSONResponse({"ready": False, "problems": problems}, status_code=503)
+    return JSONResponse({"ready": True})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+class AccessLog:
+    """One structured line per request: method, path, status, duration, token name."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope["path"] if scope["path"] in ROUTE_PATHS else "other"
+            metrics.REQUESTS.labels(scope["method"], route, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(route).observe(elapsed)
+            access_log.info(
+                json.dumps(
+                    {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "token": scope.get("state", {}).get("actor"),
+                    }
+                )
+            )
+
+
+ROUTE_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics", "/api/notifications/test", "/"}
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> Starlette:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            app.state.services = services
+            app.state.run_worker = run_worker
+            worker = None
+            if run_worker:
+                from tocsin.worker import Worker
+
+                worker = Worker(services)
+                services.extras["worker"] = worker
+                services.extras["wake"] = worker.wake
+                await worker.start()
+            try:
+                yield
+            finally:
+                if worker is not None:
+                    await worker.stop()
+
+    routes = [
+        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/api/notifications/test", notifications_test_endpoint, methods=["POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessLog)])

@@ -1,0 +1,140 @@
+"""The ``tocsin`` command: serve | worker | token create | keys generate|rotate | schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from tocsin.settings import ConfigurationError, Settings, load_settings
+from tocsin.storage.enums import Role
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tocsin", description="Self-hosted notification service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="the API, GraphiQL and the delivery worker")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="serve the API without delivering")
+    commands.add_parser("worker", help="delivery workers without the API")
+    token = commands.add_parser("token", help="API tokens").add_subparsers(
+        dest="action", required=True
+    )
+    create = token.add_parser("create", help="print a new API token")
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    keys = commands.add_parser("keys", help="encryption keys").add_subparsers(
+        dest="action", required=True
+    )
+    keys.add_parser("generate", help="print a new encryption key")
+    keys.add_parser("rotate", help="re-encrypt every stored secret with the newest key")
+    commands.add_parser("schema", help="print the GraphQL SDL")
+    return parser
+
+
+async def _prepare_serve(settings: Settings) -> None:
+    """Migrate, check the keys and print the first ADMIN token, before the server starts."""
+    from tocsin.services import ensure_first_admin_token, open_services
+
+    async with open_services(settings, http=False) as services:
+        token = await ensure_first_admin_token(services)
+    if token is not None:
+        print(
+            "\nTocsin created the first ADMIN API token. It is shown only this once:\n\n"
+            f"    {token}\n\nUse it as: Authorization: Bearer <token>\n",
+            flush=True,
+        )
+
+
+def _serve(settings: Settings, host: str, port: int, run_worker: bool) -> None:
+    import uvicorn
+
+    from tocsin.app import create_app
+
+    asyncio.run(_prepare_serve(settings))
+    app = create_app(settings, run_worker=run_worker)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+
+
+async def _run_worker(settings: Settings) -> None:
+    from tocsin.services import open_services
+    from tocsin.worker import Worker
+
+    async with open_services(settings) as services:
+        worker = Worker(services)
+        await worker.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        logging.getLogger("tocsin.worker").info("worker running")
+        await stop.wait()
+        await worker.stop()
+
+
+async def _create_token(settings: Settings, name: str, role: Role) -> str:
+    from tocsin.resolvers.tokens import create_token
+    from tocsin.services import open_services
+
+    async with open_services(settings, http=False) as services:
+        token, _, problems = await create_token(db=services.db, actor="cli", name=name, role=role)
+    if token is None:
+        raise ConfigurationError(problems[0].message)
+    return token
+
+
+async def _rotate(settings: Settings) -> int:
+    from tocsin.services import open_services
+    from tocsin.storage.keys import rotate_secrets
+
+    async with open_services(settings, http=False) as services:
+        return await rotate_secrets(services.db, services.box)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "schema":
+            from tocsin.schema import schema
+
+            print(schema.as_str())
+            return 0
+        if args.command == "keys" and args.action == "generate":
+            from tocsin.storage.secretbox import generate_key
+
+            print(generate_key())
+            return 0
+        settings = load_settings()
+        _configure_logging()
+        if args.command == "serve":
+            _serve(settings, args.host, args.port, run_worker=not args.no_worker)
+        elif args.command == "worker":
+            asyncio.run(_run_worker(settings))
+        elif args.command == "token":
+            print(asyncio.run(_create_token(settings, args.name, Role(args.role))))
+        elif args.command == "keys":
+            count = asyncio.run(_rotate(settings))
+            print(
+                f"re-encrypted the secrets of {count} channel(s) with the newest key",
+                file=sys.stderr,
+            )
+    except ConfigurationError as exc:
+        print(f"tocsin: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

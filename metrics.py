@@ -1,0 +1,25 @@
+"""Prometheus metrics, created once per process."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "tocsin_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+REQUEST_SECONDS = Histogram(
+    "tocsin_http_request_duration_seconds", "Time to answer an HTTP request", ["route"]
+)
+DELIVERIES = Counter(
+    "tocsin_deliveries_total",
+    "Deliveries finished, by channel kind and outcome",
+    ["kind", "outcome"],
+)
+ATTEMPT_SECONDS = Histogram(
+    "tocsin_delivery_attempt_duration_seconds",
+    "Time one delivery attempt took",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+QUEUE_DEPTH = Gauge("tocsin_delivery_queue_depth", "Deliveries waiting to be sent (last poll)")
+EVENTS = Counter("tocsin_events_total", "Events accepted by emitEvent", ["type", "deduplicated"])

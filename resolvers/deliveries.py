@@ -1,0 +1,189 @@
+"""Reading the delivery log: events, deliveries, attempts, with per-request DataLoaders."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from strawberry.dataloader import DataLoader
+
+from tocsin.resolvers.audit import record_audit
+from tocsin.resolvers.context import Context
+from tocsin.resolvers.pagination import Page, paginate
+from tocsin.storage.enums import ChannelKind, DeliveryStatus
+from tocsin.storage.tables import ChannelRow, DeliveryAttemptRow, DeliveryRow, EventRow
+from tocsin.storage.types import utcnow
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _loader(
+    ctx: Context, name: str, load: Callable[[Context, list[str]], Awaitable[Sequence[Any]]]
+) -> DataLoader[str, Any]:
+    return ctx.loader(name, lambda: DataLoader(lambda keys: load(ctx, list(keys))))
+
+
+async def _events_by_id(ctx: Context, ids: list[str]) -> list[EventRow | None]:
+    async with ctx.db.read() as session:
+        rows = (await session.scalars(select(EventRow).where(EventRow.id.in_(ids)))).all()
+    by_id = {row.id: row for row in rows}
+    return [by_id.get(i) for i in ids]
+
+
+async def _channels_by_id(ctx: Context, ids: list[str]) -> list[ChannelRow | None]:
+    async with ctx.db.read() as session:
+        rows = (await session.scalars(select(ChannelRow).where(ChannelRow.id.in_(ids)))).all()
+    by_id = {row.id: row for row in rows}
+    return [by_id.get(i) for i in ids]
+
+
+async def _attempts_by_delivery(ctx: Context, ids: list[str]) -> list[list[DeliveryAttemptRow]]:
+    stmt = (
+        select(DeliveryAttemptRow)
+        .where(DeliveryAttemptRow.delivery_id.in_(ids))
+        .order_by(DeliveryAttemptRow.number)
+    )
+    async with ctx.db.read() as session:
+        rows = (await session.scalars(stmt)).all()
+    grouped: dict[str, list[DeliveryAttemptRow]] = defaultdict(list)
+    for row in rows:
+        grouped[row.delivery_id].append(row)
+    return [grouped[i] for i in ids]
+
+
+async def _deliveries_by_event(ctx: Context, ids: list[str]) -> list[list[DeliveryRow]]:
+    stmt = select(DeliveryRow).where(DeliveryRow.event_id.in_(ids)).order_by(DeliveryRow.id)
+    async with ctx.db.read() as session:
+        rows = (await session.scalars(stmt)).all()
+    grouped: dict[str, list[DeliveryRow]] = defaultdict(list)
+    for row in rows:
+        grouped[row.event_id].append(row)
+    return [grouped[i] for i in ids]
+
+
+async def _last_delivery_by_channel(ctx: Context, ids: list[str]) -> list[DeliveryRow | None]:
+    newest = (
+        select(DeliveryRow.channel_id, func.max(DeliveryRow.id).label("id"))
+        .where(DeliveryRow.channel_id.in_(ids))
+        .group_by(DeliveryRow.channel_id)
+        .subquery()
+    )
+    stmt = select(DeliveryRow).join(newest, DeliveryRow.id == newest.c.id)
+    async with ctx.db.read() as session:
+        rows = (await session.scalars(stmt)).all()
+    by_channel = {row.channel_id: row for row in rows}
+    return [by_channel.get(i) for i in ids]
+
+
+def event_loader(ctx: Context) -> DataLoader[str, EventRow]:
+    return _loader(ctx, "event", _events_by_id)
+
+
+def channel_loader(ctx: Context) -> DataLoader[str, ChannelRow | None]:
+    return _loader(ctx, "channel", _channels_by_id)
+
+
+def attempts_loader(ctx: Context) -> DataLoader[str, list[DeliveryAttemptRow]]:
+    return _loader(ctx, "attempts", _attempts_by_delivery)
+
+
+def deliveries_by_event_loader(ctx: Context) -> DataLoader[str, list[DeliveryRow]]:
+    return _loader(ctx, "deliveries_by_event", _deliveries_by_event)
+
+
+def last_delivery_loader(ctx: Context) -> DataLoader[str, DeliveryRow | None]:
+    return _loader(ctx, "last_delivery", _last_delivery_by_channel)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryQuery:
+    event_type: str | None = None
+    status: DeliveryStatus | None = None
+    channel_id: str | None = None
+    kind: ChannelKind | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def list_deliveries(
+    ctx: Context, *, first: int, after: str | None, query: DeliveryQuery
+) -> Page[DeliveryRow]:
+    stmt = select(DeliveryRow)
+    if query.event_type:
+        stmt = stmt.join(EventRow, EventRow.id == DeliveryRow.event_id).where(
+            EventRow.type == query.event_type
+        )
+    if query.status is not None:
+        stmt = stmt.where(DeliveryRow.status == query.status.value)
+    if query.channel_id:
+        stmt = stmt.where(DeliveryRow.channel_id == query.channel_id)
+    if query.kind is not None:
+        stmt = stmt.where(DeliveryRow.channel_kind == query.kind.value)
+    if query.since is not None:
+        stmt = stmt.where(DeliveryRow.created_at >= query.since)
+    if query.until is not None:
+        stmt = stmt.where(DeliveryRow.created_at < query.until)
+    async with ctx.db.read() as session:
+        return await paginate(session, stmt, DeliveryRow.id, first=first, after=after)
+
+
+async def list_events(
+    ctx: Context, *, first: int, after: str | None, event_type: str | None
+) -> Page[EventRow]:
+    stmt = select(EventRow)
+    if event_type:
+        stmt = stmt.where(EventRow.type == event_type)
+    async with ctx.db.read() as session:
+        return await paginate(session, stmt, EventRow.id, first=first, after=after)
+
+
+async def get_event(ctx: Context, event_id: str) -> EventRow | None:
+    async with ctx.db.read() as session:
+        return await session.get(EventRow, event_id)
+
+
+async def delivery_counts(ctx: Context) -> dict[str, int]:
+    stmt = (
+        select(DeliveryRow.status, func.count())
+        .where(
+            DeliveryRow.status.in_(
+                [
+                    DeliveryStatus.PENDING.value,
+                    DeliveryStatus.SENDING.value,
+                    DeliveryStatus.RETRYING.value,
+                    DeliveryStatus.FAILED.value,
+                ]
+            )
+        )
+        .group_by(DeliveryRow.status)
+    )
+    async with ctx.db.read() as session:
+        return {status: int(count) for status, count in (await session.execute(stmt)).all()}
+
+
+async def retry_delivery(ctx: Context, delivery_id: str) -> DeliveryRow | None:
+    """Put a FAILED delivery back in the queue with a fresh retry budget."""
+    async with ctx.db.write() as session:
+        row = await session.get(DeliveryRow, delivery_id)
+        if row is None:
+            return None
+        if row.status == DeliveryStatus.FAILED.value:
+            row.status = DeliveryStatus.PENDING.value
+            row.next_attempt_at = utcnow()
+            row.cycle_start = row.attempt_count
+            record_audit(
+                session,
+                actor=ctx.principal.name,
+                action="delivery.retry",
+                target=row.id,
+                details={"event_id": row.event_id, "channel_id": row.channel_id},
+            )
+    wake = ctx.services.extras.get("wake")
+    if wake is not None:
+        wake()
+    return row

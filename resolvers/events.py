@@ -1,0 +1,249 @@
+"""emitEvent: validate, then hand the event to the group committer, which writes it with
+its deliveries in one transaction shared with every other emit of the moment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from tocsin.resolvers.context import Context, Services
+from tocsin.resolvers.problems import Problem, Problems
+from tocsin.resolvers.routing import delivery_status_for
+from tocsin.storage.database import Database
+from tocsin.storage.enums import Priority
+from tocsin.storage.outbox import NewEvent, WrittenEvent, metadata_fingerprint, write_events
+from tocsin.storage.tables import EventTypeRow
+from tocsin.storage.types import utcnow
+
+log = logging.getLogger("tocsin.emit")
+
+MAX_TITLE = 500
+MAX_DETAIL = 10_000
+MAX_METADATA_BYTES = 16 * 1024
+MAX_KEY = 200
+MAX_BATCH = 1000
+FINGERPRINTED_TYPES = {"schema_drift"}
+CATALOG_SECONDS = 2.0
+
+
+@dataclass(slots=True)
+class EmitRequest:
+    """One EmitEventInput as plain values."""
+
+    type: str
+    title: str
+    detail: str | None = None
+    metadata: Any = None
+    priority: Priority | None = None
+    dedup_key: str | None = None
+    idempotency_key: str | None = None
+    occurred_at: datetime | None = None
+
+
+class EventTypeCatalog:
+    """The event types, read at most every two seconds (they change rarely)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._types: dict[str, EventTypeRow] = {}
+        self._read_at = -1e9
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> dict[str, EventTypeRow]:
+        if time.monotonic() - self._read_at > CATALOG_SECONDS:
+            async with self._lock:
+                if time.monotonic() - self._read_at > CATALOG_SECONDS:
+                    async with self._db.read() as session:
+                        rows = (await session.scalars(select(EventTypeRow))).all()
+                    self._types = {row.name: row for row in rows}
+                    self._read_at = time.monotonic()
+        return self._types
+
+    def invalidate(self) -> None:
+        self._read_at = -1e9
+
+
+class GroupCommitter:
+    """Writes the emits that arrive while the previous commit runs in one transaction."""
+
+    def __init__(self, db: Database, on_commit: Callable[[], None] | None = None) -> None:
+        self._db = db
+        self._on_commit = on_commit
+        self._queue: list[tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def submit(self, events: list[NewEvent]) -> list[WrittenEvent]:
+        future: asyncio.Future[list[WrittenEvent]] = asyncio.get_running_loop().create_future()
+        self._queue.append((events, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._drain())
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, size = [], 0
+            while self._queue and (not batch or size + len(self._queue[0][0]) <= MAX_BATCH):
+                item = self._queue.pop(0)
+                batch.append(item)
+                size += len(item[0])
+            await self._commit(batch)
+
+    async def _commit(
+        self, batch: list[tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]]
+    ) -> None:
+        events = [event for events, _ in batch for event in events]
+        try:
+            written = await self._write(events)
+        except IntegrityError:
+            if len(batch) == 1:
+                # Another process took an idempotency key meanwhile: once more sees it.
+                written = await self._write_or_fail(batch, events)
+                if written is None:
+                    return
+            else:
+                for item in batch:
+                    await self._commit([item])
+                return
+        except Exception as exc:
+            log.exception("emit batch of %d events failed", len(events))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        if self._on_commit is not None:
+            self._on_commit()
+        start = 0
+        for items, future in batch:
+            if not future.done():
+                future.set_result(written[start : start + len(items)])
+            start += len(items)
+
+    async def _write(self, events: list[NewEvent]) -> list[WrittenEvent]:
+        async with self._db.write() as session:
+            return await write_events(session, events, now=utcnow(), matches=delivery_status_for)
+
+    async def _write_or_fail(
+        self,
+        batch: list[tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]],
+        events: list[NewEvent],
+    ) -> list[WrittenEvent] | None:
+        try:
+            return await self._write(events)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return None
+
+
+def prepare_event(
+    request: EmitRequest,
+    types: dict[str, EventTypeRow],
+    *,
+    source: str,
+    now: datetime,
+    problems: Problems,
+    prefix: list[str],
+) -> NewEvent | None:
+    """Check one input; a NewEvent, or None with the problems added."""
+    before = len(problems.items)
+
+    def fail(name: str, code: str, message: str) -> None:
+        problems.add([*prefix, name], code, message)
+
+    event_type = types.get(request.type)
+    if event_type is None:
+        fail("type", "UNKNOWN_EVENT_TYPE", f"No event type {request.type!r} is registered.")
+    elif not event_type.enabled:
+        fail("type", "EVENT_TYPE_DISABLED", f"The event type {request.type!r} is disabled.")
+    title = request.title.strip()
+    if not title:
+        fail("title", "REQUIRED", "Give the event a title.")
+    elif len(title) > MAX_TITLE:
+        fail("title", "TOO_LONG", f"Use a title of at most {MAX_TITLE} characters.")
+    if request.detail is not None and len(request.detail) > MAX_DETAIL:
+        fail("detail", "TOO_LONG", f"Use a detail of at most {MAX_DETAIL} characters.")
+    metadata = {} if request.metadata is None else request.metadata
+    if not isinstance(metadata, dict):
+        fail("metadata", "INVALID_METADATA", "Metadata is a JSON object.")
+    elif len(json.dumps(metadata, default=str).encode()) > MAX_METADATA_BYTES:
+        fail("metadata", "TOO_LARGE", "Metadata may be at most 16 KiB of JSON.")
+    for name, value in (
+        ("dedupKey", request.dedup_key),
+        ("idempotencyKey", request.idempotency_key),
+    ):
+        if value is not None and not 0 < len(value) <= MAX_KEY:
+            fail(name, "INVALID_KEY", f"Use 1 to {MAX_KEY} characters.")
+    if len(problems.items) > before or event_type is None:
+        return None
+    dedup_key = request.dedup_key
+    if dedup_key is None and request.type in FINGERPRINTED_TYPES:
+        dedup_key = metadata_fingerprint(metadata)
+    priority = request.priority.value if request.priority else event_type.default_priority
+    return NewEvent(
+        type=request.type,
+        title=title,
+        detail=request.detail,
+        metadata=metadata,
+        priority=priority,
+        dedup_key=dedup_key,
+        idempotency_key=request.idempotency_key,
+        source=source,
+        occurred_at=request.occurred_at or now,
+    )
+
+
+def _committer(services: Services) -> GroupCommitter:
+    committer = services.extras.get("committer")
+    if committer is None:
+        committer = GroupCommitter(services.db, services.extras.get("wake"))
+        services.extras["committer"] = committer
+    return committer
+
+
+def _catalog(services: Services) -> EventTypeCatalog:
+    catalog = services.extras.get("catalog")
+    if catalog is None:
+        catalog = EventTypeCatalog(services.db)
+        services.extras["catalog"] = catalog
+    return catalog
+
+
+def invalidate_catalog(services: Services) -> None:
+    _catalog(services).invalidate()
+
+
+async def emit_events(
+    ctx: Context, requests: list[EmitRequest], *, batch: bool
+) -> tuple[list[WrittenEvent | None], list[Problem]]:
+    """Accept the valid events (stored with their deliveries before this returns) and
+    answer None with problems for the others."""
+    problems = Problems()
+    if len(requests) > MAX_BATCH:
+        problems.add("inputs", "TOO_MANY", f"Send at most {MAX_BATCH} events per call.")
+        return [], problems.items
+    types = await _catalog(ctx.services).get()
+    now = utcnow()
+    prepared = [
+        prepare_event(
+            request,
+            types,
+            source=ctx.principal.name,
+            now=now,
+            problems=problems,
+            prefix=["inputs", str(index)] if batch else [],
+        )
+        for index, request in enumerate(requests)
+    ]
+    valid = [event for event in prepared if event is not None]
+    written = iter(await _committer(ctx.services).submit(valid) if valid else [])
+    return [next(written) if event is not None else None for event in prepared], problems.items

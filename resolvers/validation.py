@@ -1,0 +1,235 @@
+"""Input checks shared by the mutations. Each adds Problems; none touches storage."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+
+from tocsin.channels.egress import literal_address, literal_destination_allowed, url_allowed_scheme
+from tocsin.resolvers.problems import Problems
+from tocsin.settings import IPNetwork
+
+MAX_NAME = 200
+MAX_URL = 2048
+MAX_HEADERS = 20
+MAX_HEADER_VALUE = 4096
+MAX_RETRIES = 20
+MAX_RECIPIENTS = 50
+
+_TOKEN_CHARS = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_FORBIDDEN_HEADERS = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "content-type",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+}
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+_BOT_TOKEN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,64}$")
+_CHAT_ID = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
+
+
+def check_name(problems: Problems, path: str, value: str, *, max_length: int = MAX_NAME) -> None:
+    if not value.strip():
+        problems.add(path, "REQUIRED", "Enter a name.")
+    elif len(value) > max_length:
+        problems.add(path, "TOO_LONG", f"Use at most {max_length} characters.")
+
+
+def check_url(problems: Problems, path: str, url: str, allowed: Sequence[IPNetwork]) -> None:
+    """A destination URL: https (or http to an allowed private address), a host, no secrets
+    in the message — the URL itself is never repeated back."""
+    if len(url) > MAX_URL:
+        problems.add(path, "URL_TOO_LONG", f"Use a URL of at most {MAX_URL} characters.")
+        return
+    if any(c.isspace() for c in url):
+        problems.add(path, "INVALID_URL", "The URL must not contain spaces or line breaks.")
+        return
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        problems.add(path, "INVALID_URL", "This is not a valid URL.")
+        return
+    if parts.scheme not in {"http", "https"} or not host:
+        problems.add(path, "INVALID_URL", "Enter a full URL starting with https://.")
+        return
+    if parts.username or parts.password:
+        problems.add(path, "INVALID_URL", "Put credentials in headers, not in the URL.")
+        return
+    if literal_address(host) is None and not _HOSTNAME.match(host):
+        problems.add(path, "INVALID_URL", "The URL's host name is not valid.")
+        return
+    if not literal_destination_allowed(url, allowed):
+        problems.add(
+            path,
+            "DESTINATION_NOT_ALLOWED",
+            "The URL points to a private, loopback or reserved address, which is not allowed.",
+        )
+        return
+    if not url_allowed_scheme(url, allowed):
+        problems.add(
+            path,
+            "URL_SCHEME_NOT_ALLOWED",
+            "Use https://; plain http:// is only allowed to an address inside "
+            "TOCSIN_ALLOWED_PRIVATE_NETWORKS.",
+        )
+
+
+def check_email(problems: Problems, path: list[str] | str, address: str) -> str | None:
+    """The normalized address, or None after adding a problem."""
+    try:
+        result = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        problems.add(path, "INVALID_EMAIL", f"Not a valid e-mail address: {exc}")
+        return None
+    return str(result.normalized)
+
+
+def check_recipients(problems: Problems, path: str, addresses: list[str]) -> list[str]:
+    if len(addresses) > MAX_RECIPIENTS:
+        problems.add(path, "TOO_MANY", f"Use at most {MAX_RECIPIENTS} recipients.")
+        return []
+    normalized = []
+    for index, address in enumerate(addresses):
+        value = check_email(problems, [path, str(index)], address)
+        if value is not None:
+            normalized.append(value)
+    return normalized
+
+
+def check_port(problems: Problems, path: str, port: int) -> None:
+    if not 1 <= port <= 65535:
+        problems.add(path, "INVALID_PORT", "A port is a number from 1 to 65535.")
+
+
+def check_smtp_host(problems: Problems, path: str, host: str, allowed: Sequence[IPNetwork]) -> None:
+    address = literal_address(host)
+    if address is None and not _HOSTNAME.match(host):
+        problems.add(path, "INVALID_HOST", "Enter a host name such as smtp.example.com.")
+    elif not literal_destination_allowed(f"smtp://{host}", allowed):
+        problems.add(
+            path,
+            "DESTINATION_NOT_ALLOWED",
+            "The host is a private, loopback or reserved address, which is not allowed.",
+        )
+
+
+def check_signing_secret(problems: Problems, path: str, secret: str) -> None:
+    message = "Use the whsec_<base64> form (24 to 64 random bytes, base64-encoded)."
+    if not secret.startswith("whsec_"):
+        problems.add(path, "INVALID_SIGNING_SECRET", message)
+        return
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        problems.add(path, "INVALID_SIGNING_SECRET", message)
+        return
+    if not 24 <= len(key) <= 64:
+        problems.add(path, "INVALID_SIGNING_SECRET", message)
+
+
+def check_headers(
+    problems: Problems, path: str, headers: Any, stored: dict[str, str]
+) -> dict[str, str] | None:
+    """Headers replace the stored set; a null value keeps that header's stored value."""
+    if not isinstance(headers, dict):
+        problems.add(path, "INVALID_HEADERS", "Headers are a JSON object of name to value.")
+        return None
+    if len(headers) > MAX_HEADERS:
+        problems.add(path, "TOO_MANY", f"Use at most {MAX_HEADERS} headers.")
+        return None
+    stored_by_lower = {name.lower(): value for name, value in stored.items()}
+    result: dict[str, str] = {}
+    for name, value in headers.items():
+        where = [path, name]
+        if not isinstance(name, str) or not _TOKEN_CHARS.match(name) or len(name) > 100:
+            problems.add(where, "INVALID_HEADER_NAME", "A header name is letters, digits and -.")
+        elif name.lower() in _FORBIDDEN_HEADERS:
+            problems.add(where, "HEADER_NOT_ALLOWED", f"Tocsin sets the {name} header itself.")
+        elif value is None:
+            if name.lower() not in stored_by_lower:
+                problems.add(where, "REQUIRED", "Give this header a value.")
+            else:
+                result[name] = stored_by_lower[name.lower()]
+        elif not isinstance(value, str):
+            problems.add(where, "INVALID_HEADER_VALUE", "A header value is a string.")
+        elif any(c in value for c in "\r\n\0") or len(value) > MAX_HEADER_VALUE:
+            problems.add(
+                where,
+                "INVALID_HEADER_VALUE",
+                f"A header value is one line of at most {MAX_HEADER_VALUE} characters.",
+            )
+        else:
+            result[name] = value
+    return result
+
+
+def check_bot_token(problems: Problems, path: str, token: str) -> None:
+    if not _BOT_TOKEN.match(token):
+        problems.add(
+            path,
+            "INVALID_BOT_TOKEN",
+            "A bot token looks like 123456789:AA… as given by @BotFather.",
+        )
+
+
+def check_chat_id(problems: Problems, path: str, chat_id: str) -> None:
+    if not _CHAT_ID.match(chat_id):
+        problems.add(
+            path,
+            "INVALID_CHAT_ID",
+            "A chat id is a number such as -1001234567890, or @channelname.",
+        )
+
+
+def check_max_retries(problems: Problems, path: str, value: int) -> None:
+    if not 0 <= value <= MAX_RETRIES:
+        problems.add(path, "OUT_OF_RANGE", f"Retries are from 0 to {MAX_RETRIES}.")
+
+
+def check_event_types(problems: Problems, path: str, names: list[str], known: set[str]) -> None:
+    for index, name in enumerate(names):
+        if name not in known:
+            problems.add([path, str(index)], "UNKNOWN_EVENT_TYPE", f"No event type {name!r}.")
+
+
+def check_metadata_match(problems: Problems, path: str, value: Any) -> dict[str, list[str]]:
+    """{"key": ["a", "b"]} or {"key": "a"}: an event matches when every key has one value."""
+    message = 'Use an object such as {"environment": ["production"]}.'
+    if not isinstance(value, dict) or not value:
+        problems.add(path, "INVALID_METADATA_MATCH", message)
+        return {}
+    result: dict[str, list[str]] = {}
+    for key, wanted in value.items():
+        options = [wanted] if isinstance(wanted, str | int | float | bool) else wanted
+        if (
+            not isinstance(options, list)
+            or not options
+            or not all(isinstance(o, str | int | float | bool) for o in options)
+        ):
+            problems.add([path, key], "INVALID_METADATA_MATCH", message)
+            continue
+        result[key] = [str(o) for o in options]
+    return result

@@ -1,0 +1,122 @@
+"""Input types. ``Maybe`` tells an absent field (keep) from null (clear) from a value."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry import Maybe
+from strawberry.types.maybe import Some
+
+from tocsin.schema.enums import ChannelKind, DeliveryMode, DeliveryStatus, Priority, SmtpSecurity
+from tocsin.schema.scalars import JSON
+
+
+@strawberry.input
+class ChannelInputBase:
+    id: strawberry.ID | None = None
+    name: Maybe[str | None]
+    enabled: Maybe[bool | None]
+    event_types: Maybe[list[str] | None]
+    min_priority: Maybe[Priority | None]
+    metadata_match: Maybe[JSON | None]
+    mode: Maybe[DeliveryMode | None]
+    max_retries: Maybe[int | None]
+
+
+@strawberry.input
+class SlackChannelInput(ChannelInputBase):
+    webhook_url: Maybe[str | None]
+
+
+@strawberry.input
+class WebhookChannelInput(ChannelInputBase):
+    url: Maybe[str | None]
+    signing_secret: Maybe[str | None]
+    headers: Maybe[JSON | None] = strawberry.field(
+        description="Replaces the set of custom headers; a null value keeps that header's "
+        "saved value, a name left out removes it."
+    )
+
+
+@strawberry.input
+class EmailChannelInput(ChannelInputBase):
+    to: Maybe[list[str] | None]
+    smtp_host: Maybe[str | None]
+    smtp_port: Maybe[int | None]
+    security: Maybe[SmtpSecurity | None]
+    username: Maybe[str | None]
+    password: Maybe[str | None]
+    from_address: Maybe[str | None]
+    from_name: Maybe[str | None]
+    verify_tls: Maybe[bool | None]
+
+
+@strawberry.input
+class DiscordChannelInput(ChannelInputBase):
+    webhook_url: Maybe[str | None]
+
+
+@strawberry.input
+class TelegramChannelInput(ChannelInputBase):
+    bot_token: Maybe[str | None]
+    chat_id: Maybe[str | None]
+
+
+def present_fields(data: Any) -> dict[str, Any]:
+    """{field: value} for every ``Maybe`` field the client sent; enums become their values."""
+    changes: dict[str, Any] = {}
+    for item in dataclasses.fields(data):
+        if item.name == "id":
+            continue
+        value = getattr(data, item.name)
+        if not isinstance(value, Some):
+            continue
+        inner = value.value
+        changes[item.name] = inner.value if isinstance(inner, Enum) else inner
+    return changes
+
+
+@strawberry.input
+class EmitEventInput:
+    type: str
+    title: str
+    detail: str | None = None
+    metadata: JSON | None = None
+    priority: Priority | None = strawberry.field(
+        default=None, description="Defaults to the event type's default priority."
+    )
+    dedup_key: str | None = strawberry.field(
+        default=None,
+        description="Events of the same type and dedupKey within the type's dedup window are "
+        "recorded but not re-sent.",
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="A repeated call with the same key returns the first event and sends "
+        "nothing new.",
+    )
+    occurred_at: datetime | None = None
+
+
+@strawberry.input
+class DeliveryFilter:
+    event_type: str | None = None
+    status: DeliveryStatus | None = None
+    channel_id: strawberry.ID | None = None
+    kind: ChannelKind | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@strawberry.input
+class EventTypeInput:
+    name: str
+    category: Maybe[str | None]
+    description: Maybe[str | None]
+    default_priority: Maybe[Priority | None]
+    enabled: Maybe[bool | None]
+    dedup_window_seconds: Maybe[int | None]

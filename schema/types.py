@@ -1,0 +1,485 @@
+"""Output types. Each is built from a row by a ``from_row`` function that copies only
+what may be shown: no output type has a field that could return a secret."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from tocsin.resolvers import deliveries as delivery_service
+from tocsin.resolvers.channels import is_configured
+from tocsin.resolvers.pagination import Page
+from tocsin.resolvers.problems import Problem
+from tocsin.schema.enums import (
+    ChannelKind,
+    DeliveryMode,
+    DeliveryStatus,
+    Priority,
+    Role,
+    SmtpSecurity,
+)
+from tocsin.schema.permissions import EDITORS
+from tocsin.schema.scalars import JSON
+from tocsin.storage import tables
+
+
+@strawberry.type(
+    description="A problem with the caller's input, meant for a form: "
+    "which field, a stable code, a sentence."
+)
+class UserError:
+    field: list[str] | None
+    code: str
+    message: str
+
+    @classmethod
+    def from_problem(cls, problem: Problem) -> UserError:
+        return cls(field=problem.field, code=problem.code, message=problem.message)
+
+
+def user_errors(problems: list[Problem]) -> list[UserError]:
+    return [UserError.from_problem(p) for p in problems]
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+# -- channels ----------------------------------------------------------------------------
+
+
+@strawberry.type
+class ChannelTestResult:
+    channel: Channel
+    ok: bool
+    status_code: int | None
+    error: str | None
+    latency_ms: float
+    tested_at: datetime
+
+
+@strawberry.interface
+class Channel:
+    id: strawberry.ID
+    kind: ChannelKind
+    name: str
+    enabled: bool
+    configured: bool = strawberry.field(
+        description="Every field the kind needs, secrets included, is stored."
+    )
+    event_types: list[str] | None = strawberry.field(
+        description="Event types this channel receives; null means every event type."
+    )
+    min_priority: Priority = strawberry.field(
+        description="Events below this priority are not sent here."
+    )
+    metadata_match: JSON | None = strawberry.field(
+        description='Only events whose metadata matches, e.g. {"environment": ["production"]}; '
+        "null matches all."
+    )
+    mode: DeliveryMode
+    muted_until: datetime | None
+    max_retries: int
+    created_at: datetime
+    updated_at: datetime
+    last_test_data: strawberry.Private[dict[str, Any] | None]
+
+    @strawberry.field
+    def last_test(self) -> ChannelTestResult | None:
+        data = self.last_test_data
+        if data is None:
+            return None
+        return ChannelTestResult(
+            channel=self,
+            ok=data["ok"],
+            status_code=data.get("status_code"),
+            error=data.get("error"),
+            latency_ms=data["latency_ms"],
+            tested_at=datetime.fromisoformat(data["tested_at"]),
+        )
+
+    @strawberry.field
+    async def last_delivery(self, info: Info) -> Delivery | None:
+        row = await delivery_service.last_delivery_loader(info.context).load(str(self.id))
+        return Delivery.from_row(row) if row else None
+
+
+@strawberry.type
+class SlackChannel(Channel):
+    webhook_url_set: bool
+    webhook_url_hint: str | None
+
+
+@strawberry.type
+class WebhookChannel(Channel):
+    url_set: bool
+    url_hint: str | None
+    signing_secret_set: bool
+    header_names: list[str] = strawberry.field(
+        description="Names of the custom headers; their values are secret."
+    )
+
+
+@strawberry.type
+class EmailChannel(Channel):
+    to: list[str]
+    smtp_host: str | None
+    smtp_port: int
+    security: SmtpSecurity
+    username: str | None
+    password_set: bool
+    from_address: str | None = strawberry.field(
+        description="The address mail is sent from: fromAddress, or the username when that "
+        "is blank."
+    )
+    from_name: str | None
+    verify_tls: bool
+
+
+@strawberry.type
+class DiscordChannel(Channel):
+    webhook_url_set: bool
+    webhook_url_hint: str | None
+
+
+@strawberry.type
+class TelegramChannel(Channel):
+    bot_token_set: bool
+    chat_id: str | None
+
+
+def channel_from_row(row: tables.ChannelRow) -> Channel:
+    """The GraphQL view of a stored channel: plain config, ``*Set`` flags and hints only."""
+    common: dict[str, Any] = {
+        "id": strawberry.ID(row.id),
+        "kind": ChannelKind(row.kind),
+        "name": row.name,
+        "enabled": row.enabled,
+        "configured": is_configured(row),
+        "event_types": row.event_types,
+        "min_priority": Priority(row.min_priority),
+        "metadata_match": row.metadata_match,
+        "mode": DeliveryMode(row.mode),
+        "muted_until": row.muted_until,
+        "max_retries": row.max_retries,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "last_test_data": row.last_test,
+    }
+    stored = set(row.secrets_set)
+    config = row.config
+    match row.kind:
+        case "SLACK":
+            return SlackChannel(
+                **common,
+                webhook_url_set="webhook_url" in stored,
+                webhook_url_hint=row.hints.get("webhook_url"),
+            )
+        case "DISCORD":
+            return DiscordChannel(
+                **common,
+                webhook_url_set="webhook_url" in stored,
+                webhook_url_hint=row.hints.get("webhook_url"),
+            )
+        case "WEBHOOK":
+            return WebhookChannel(
+                **common,
+                url_set="url" in stored,
+                url_hint=row.hints.get("url"),
+                signing_secret_set="signing_secret" in stored,
+                header_names=list(config.get("header_names", [])),
+            )
+        case "EMAIL":
+            return EmailChannel(
+                **common,
+                to=list(config.get("to", [])),
+                smtp_host=config.get("smtp_host"),
+                smtp_port=config.get("smtp_port", 587),
+                security=SmtpSecurity(config.get("security", "STARTTLS")),
+                username=config.get("username"),
+                password_set="password" in stored,
+                from_address=config.get("from_address") or config.get("username"),
+                from_name=config.get("from_name"),
+                verify_tls=config.get("verify_tls", True),
+            )
+        case "TELEGRAM":
+            return TelegramChannel(
+                **common, bot_token_set="bot_token" in stored, chat_id=config.get("chat_id")
+            )
+    raise ValueError(f"unknown channel kind {row.kind}")
+
+
+# -- events and deliveries ---------------------------------------------------------------
+
+
+@strawberry.type
+class DeliveryAttempt:
+    number: int
+    started_at: datetime
+    duration_ms: float
+    ok: bool
+    status_code: int | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: tables.DeliveryAttemptRow) -> DeliveryAttempt:
+        return cls(
+            number=row.number,
+            started_at=row.started_at,
+            duration_ms=row.duration_ms,
+            ok=row.ok,
+            status_code=row.status_code,
+            error=row.error,
+        )
+
+
+@strawberry.type
+class Event:
+    id: strawberry.ID
+    type: str
+    title: str
+    detail: str | None
+    metadata: JSON
+    priority: Priority
+    dedup_key: str | None
+    source: str | None
+    occurred_at: datetime
+    created_at: datetime
+
+    @strawberry.field(permission_classes=EDITORS)
+    async def deliveries(self, info: Info) -> list[Delivery]:
+        rows = await delivery_service.deliveries_by_event_loader(info.context).load(str(self.id))
+        return [Delivery.from_row(row) for row in rows]
+
+    @classmethod
+    def from_row(cls, row: tables.EventRow) -> Event:
+        return cls(
+            id=strawberry.ID(row.id),
+            type=row.type,
+            title=row.title,
+            detail=row.detail,
+            metadata=row.metadata_,
+            priority=Priority(row.priority),
+            dedup_key=row.dedup_key,
+            source=row.source,
+            occurred_at=row.occurred_at,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type
+class Delivery:
+    id: strawberry.ID
+    channel_kind: ChannelKind
+    status: DeliveryStatus
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    last_status_code: int | None
+    created_at: datetime
+    delivered_at: datetime | None
+    event_id: strawberry.Private[str]
+    channel_id: strawberry.Private[str | None]
+
+    @strawberry.field
+    async def event(self, info: Info) -> Event:
+        row = await delivery_service.event_loader(info.context).load(self.event_id)
+        return Event.from_row(row)
+
+    @strawberry.field
+    async def channel(self, info: Info) -> Channel | None:
+        if self.channel_id is None:
+            return None
+        row = await delivery_service.channel_loader(info.context).load(self.channel_id)
+        return channel_from_row(row) if row else None
+
+    @strawberry.field
+    async def attempts(self, info: Info) -> list[DeliveryAttempt]:
+        rows = await delivery_service.attempts_loader(info.context).load(str(self.id))
+        return [DeliveryAttempt.from_row(row) for row in rows]
+
+    @classmethod
+    def from_row(cls, row: tables.DeliveryRow) -> Delivery:
+        return cls(
+            id=strawberry.ID(row.id),
+            channel_kind=ChannelKind(row.channel_kind),
+            status=DeliveryStatus(row.status),
+            attempt_count=row.attempt_count,
+            next_attempt_at=row.next_attempt_at,
+            last_error=row.last_error,
+            last_status_code=row.last_status_code,
+            created_at=row.created_at,
+            delivered_at=row.delivered_at,
+            event_id=row.event_id,
+            channel_id=row.channel_id,
+        )
+
+
+# -- catalog, status, tokens, audit ------------------------------------------------------
+
+
+@strawberry.type
+class EventType:
+    name: str
+    category: str
+    description: str
+    default_priority: Priority
+    enabled: bool
+    built_in: bool
+    dedup_window_seconds: int | None
+
+    @classmethod
+    def from_row(cls, row: tables.EventTypeRow) -> EventType:
+        return cls(
+            name=row.name,
+            category=row.category,
+            description=row.description,
+            default_priority=Priority(row.default_priority),
+            enabled=row.enabled,
+            built_in=row.built_in,
+            dedup_window_seconds=row.dedup_window_seconds,
+        )
+
+
+@strawberry.type
+class NotificationStatus:
+    configured: bool
+    can_send_test: bool
+    channel_count: int
+    pending_deliveries: int
+    failed_deliveries: int
+
+
+@strawberry.type
+class ApiToken:
+    id: strawberry.ID
+    name: str
+    role: Role
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: tables.ApiTokenRow) -> ApiToken:
+        return cls(
+            id=strawberry.ID(row.id),
+            name=row.name,
+            role=Role(row.role),
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+        )
+
+
+@strawberry.type
+class AuditEntry:
+    id: strawberry.ID
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    details: JSON | None
+
+    @classmethod
+    def from_row(cls, row: tables.AuditEntryRow) -> AuditEntry:
+        return cls(
+            id=strawberry.ID(row.id),
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            target=row.target,
+            details=row.details,
+        )
+
+
+@strawberry.type
+class Viewer:
+    name: str
+    role: Role
+
+
+# -- connections and payloads ------------------------------------------------------------
+
+
+def _page_info(page: Page[Any]) -> PageInfo:
+    return PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor)
+
+
+@strawberry.type
+class EventConnection:
+    nodes: list[Event]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def from_page(cls, page: Page[tables.EventRow]) -> EventConnection:
+        return cls(
+            nodes=[Event.from_row(r) for r in page.nodes],
+            page_info=_page_info(page),
+            total_count=page.total_count,
+        )
+
+
+@strawberry.type
+class DeliveryConnection:
+    nodes: list[Delivery]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def from_page(cls, page: Page[tables.DeliveryRow]) -> DeliveryConnection:
+        nodes = [Delivery.from_row(r) for r in page.nodes]
+        return cls(nodes=nodes, page_info=_page_info(page), total_count=page.total_count)
+
+
+@strawberry.type
+class AuditEntryConnection:
+    nodes: list[AuditEntry]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def from_page(cls, page: Page[tables.AuditEntryRow]) -> AuditEntryConnection:
+        nodes = [AuditEntry.from_row(r) for r in page.nodes]
+        return cls(nodes=nodes, page_info=_page_info(page), total_count=page.total_count)
+
+
+@strawberry.type
+class SaveChannelPayload:
+    channel: Channel | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class DeleteChannelPayload:
+    deleted_id: strawberry.ID | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class SendTestPayload:
+    results: list[ChannelTestResult]
+    errors: list[UserError]
+
+
+@strawberry.type
+class EmitEventPayload:
+    event: Event | None
+    deduplicated: bool
+    errors: list[UserError]
+
+
+@strawberry.type
+class EmitEventsPayload:
+    events: list[Event | None]
+    errors: list[UserError]
+
+
+@strawberry.type
+class CreateApiTokenPayload:
+    token: str | None = strawberry.field(description="Shown once.")
+    api_token: ApiToken | None
+    errors: list[UserError]

@@ -1,0 +1,352 @@
+"""The outbox: events and their deliveries are written in one transaction, and
+claimed by workers with a lease so nothing accepted is ever lost.
+
+Life of a delivery::
+
+    PENDING ──claim──▶ SENDING ──ok──▶ DELIVERED
+       ▲                  │ ├──permanent failure / retries spent──▶ FAILED
+       │                  │ └──transient failure──▶ RETRYING (next_attempt_at)
+       └── lease expired (crash) or retryDelivery ◀──────┘
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tocsin.storage.enums import DeliveryStatus
+from tocsin.storage.tables import (
+    ChannelRow,
+    DeliveryAttemptRow,
+    DeliveryRow,
+    EventRow,
+    EventTypeRow,
+)
+from tocsin.storage.types import new_id
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+@dataclass(slots=True)
+class NewEvent:
+    type: str
+    title: str
+    detail: str | None
+    metadata: dict[str, Any]
+    priority: str
+    dedup_key: str | None
+    idempotency_key: str | None
+    source: str | None
+    occurred_at: datetime
+
+
+@dataclass(slots=True)
+class WrittenEvent:
+    event: EventRow
+    deduplicated: bool
+    "Recorded, but not sent: a twin within the type's dedup window was sent already."
+    replayed: bool = False
+    "The idempotency key was seen before; this is the first event, nothing new was stored."
+    delivery_ids: list[str] = field(default_factory=list)
+
+
+def metadata_fingerprint(metadata: dict[str, Any]) -> str:
+    canonical = json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
+    return "fp:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+async def write_events(
+    session: AsyncSession,
+    events: Sequence[NewEvent],
+    *,
+    now: datetime,
+    matches: Callable[[ChannelRow, NewEvent, datetime], str | None],
+) -> list[WrittenEvent]:
+    """Insert events and one delivery per matching channel; ``matches`` answers the initial
+    delivery status for a channel (PENDING, SUPPRESSED) or None when it does not apply."""
+    earlier = await _events_by_idempotency_key(session, events, now)
+    windows = await _dedup_windows(session, events)
+    last_sent = await _last_sent_by_dedup_key(session, events, windows, now)
+    channels = list((await session.scalars(select(ChannelRow))).all())
+
+    results: list[WrittenEvent] = []
+    event_rows: list[dict[str, Any]] = []
+    delivery_rows: list[dict[str, Any]] = []
+    for new in events:
+        key = new.idempotency_key
+        if key is not None and key in earlier:
+            results.append(WrittenEvent(earlier[key], deduplicated=False, replayed=True))
+            continue
+        dedup = (new.type, new.dedup_key) if new.dedup_key else None
+        window = windows.get(new.type)
+        deduplicated = bool(
+            dedup and window and dedup in last_sent and now - last_sent[dedup] < window
+        )
+        row = EventRow(
+            id=new_id(),
+            type=new.type,
+            title=new.title,
+            detail=new.detail,
+            metadata_=new.metadata,
+            priority=new.priority,
+            dedup_key=new.dedup_key,
+            idempotency_key=key,
+            source=new.source,
+            deduplicated=deduplicated,
+            occurred_at=new.occurred_at,
+            created_at=now,
+        )
+        written = WrittenEvent(row, deduplicated=deduplicated)
+        results.append(written)
+        if key is not None:
+            earlier[key] = row
+        event_rows.append(_event_values(row))
+        if deduplicated:
+            continue
+        if dedup:
+            last_sent[dedup] = now
+        for channel in channels:
+            status = matches(channel, new, now)
+            if status is None:
+                continue
+            delivery_id = new_id()
+            written.delivery_ids.append(delivery_id)
+            delivery_rows.append(
+                {
+                    "id": delivery_id,
+                    "event_id": row.id,
+                    "channel_id": channel.id,
+                    "channel_kind": channel.kind,
+                    "status": status,
+                    "attempt_count": 0,
+                    "next_attempt_at": now if status == DeliveryStatus.PENDING.value else None,
+                    "created_at": now,
+                }
+            )
+    if event_rows:
+        await session.execute(insert(EventRow), event_rows)
+    if delivery_rows:
+        await session.execute(insert(DeliveryRow), delivery_rows)
+    return results
+
+
+def _event_values(row: EventRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "title": row.title,
+        "detail": row.detail,
+        "metadata_": row.metadata_,
+        "priority": row.priority,
+        "dedup_key": row.dedup_key,
+        "idempotency_key": row.idempotency_key,
+        "source": row.source,
+        "deduplicated": row.deduplicated,
+        "occurred_at": row.occurred_at,
+        "created_at": row.created_at,
+    }
+
+
+async def _events_by_idempotency_key(
+    session: AsyncSession, events: Sequence[NewEvent], now: datetime
+) -> dict[str, EventRow]:
+    keys = {e.idempotency_key for e in events if e.idempotency_key}
+    if not keys:
+        return {}
+    cutoff = now - IDEMPOTENCY_WINDOW
+    # A key older than the window is free again: release it so the unique index allows reuse.
+    await session.execute(
+        update(EventRow)
+        .where(EventRow.idempotency_key.in_(keys), EventRow.created_at <= cutoff)
+        .values(idempotency_key=None)
+    )
+    rows = await session.scalars(select(EventRow).where(EventRow.idempotency_key.in_(keys)))
+    return {row.idempotency_key: row for row in rows if row.idempotency_key}
+
+
+async def _dedup_windows(session: AsyncSession, events: Sequence[NewEvent]) -> dict[str, timedelta]:
+    types = {e.type for e in events if e.dedup_key}
+    if not types:
+        return {}
+    rows = await session.execute(
+        select(EventTypeRow.name, EventTypeRow.dedup_window_seconds).where(
+            EventTypeRow.name.in_(types)
+        )
+    )
+    return {name: timedelta(seconds=seconds) for name, seconds in rows if seconds}
+
+
+async def _last_sent_by_dedup_key(
+    session: AsyncSession,
+    events: Sequence[NewEvent],
+    windows: dict[str, timedelta],
+    now: datetime,
+) -> dict[tuple[str, str], datetime]:
+    wanted = {(e.type, e.dedup_key) for e in events if e.dedup_key and e.type in windows}
+    if not wanted:
+        return {}
+    conditions = [
+        and_(
+            EventRow.type == event_type,
+            EventRow.dedup_key == key,
+            EventRow.created_at > now - windows[event_type],
+        )
+        for event_type, key in wanted
+    ]
+    stmt = (
+        select(EventRow.type, EventRow.dedup_key, func.max(EventRow.created_at))
+        .where(EventRow.deduplicated.is_(False), or_(*conditions))
+        .group_by(EventRow.type, EventRow.dedup_key)
+    )
+    rows = await session.execute(stmt)
+    return {(t, k): at for t, k, at in rows if k is not None}
+
+
+@dataclass(slots=True)
+class ClaimedDelivery:
+    delivery: DeliveryRow
+    event: EventRow
+    channel: ChannelRow | None
+
+
+_DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
+
+
+async def claim_due_deliveries(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    room_per_channel: Callable[[str | None], int],
+) -> list[ClaimedDelivery]:
+    """Mark up to ``limit`` due deliveries SENDING under a lease and return them with their
+    event and channel. A SENDING delivery whose lease ran out (its worker died) is due again.
+    ``room_per_channel`` caps how many one channel may take, so a slow channel cannot fill
+    every slot."""
+    due = or_(
+        and_(DeliveryRow.status.in_(_DUE), DeliveryRow.next_attempt_at <= now),
+        and_(
+            DeliveryRow.status == DeliveryStatus.SENDING.value,
+            DeliveryRow.lease_expires_at < now,
+        ),
+    )
+    candidates = (
+        select(DeliveryRow.id, DeliveryRow.channel_id)
+        .where(due)
+        .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
+        .limit(limit * 4)
+    )
+    if session.bind.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    taken: dict[str | None, int] = {}
+    ids: list[str] = []
+    for delivery_id, channel_id in (await session.execute(candidates)).all():
+        if len(ids) >= limit:
+            break
+        if taken.get(channel_id, 0) >= room_per_channel(channel_id):
+            continue
+        taken[channel_id] = taken.get(channel_id, 0) + 1
+        ids.append(delivery_id)
+    if not ids:
+        return []
+    await session.execute(
+        update(DeliveryRow)
+        .where(DeliveryRow.id.in_(ids))
+        .values(status=DeliveryStatus.SENDING.value, lease_expires_at=now + lease)
+    )
+    rows = await session.execute(
+        select(DeliveryRow, EventRow, ChannelRow)
+        .join(EventRow, EventRow.id == DeliveryRow.event_id)
+        .outerjoin(ChannelRow, ChannelRow.id == DeliveryRow.channel_id)
+        .where(DeliveryRow.id.in_(ids))
+    )
+    return [ClaimedDelivery(d, e, c) for d, e, c in rows.all()]
+
+
+async def release_orphaned_sends(session: AsyncSession, *, now: datetime) -> int:
+    """Make every SENDING delivery due now (SQLite: one process, so they are ours, orphaned)."""
+    result = await session.execute(
+        update(DeliveryRow)
+        .where(DeliveryRow.status == DeliveryStatus.SENDING.value)
+        .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, lease_expires_at=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class AttemptOutcome:
+    delivery_id: str
+    number: int
+    started_at: datetime
+    duration_ms: float
+    ok: bool
+    status_code: int | None
+    error: str | None
+    new_status: str
+    next_attempt_at: datetime | None
+    finished_at: datetime
+
+
+async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutcome]) -> None:
+    """Store each attempt and move its delivery on, in the caller's transaction."""
+    if not outcomes:
+        return
+    await session.execute(
+        insert(DeliveryAttemptRow),
+        [
+            {
+                "id": new_id(),
+                "delivery_id": o.delivery_id,
+                "number": o.number,
+                "started_at": o.started_at,
+                "duration_ms": o.duration_ms,
+                "ok": o.ok,
+                "status_code": o.status_code,
+                "error": o.error,
+            }
+            for o in outcomes
+        ],
+    )
+    for o in outcomes:
+        values: dict[str, Any] = {
+            "status": o.new_status,
+            "attempt_count": o.number,
+            "next_attempt_at": o.next_attempt_at,
+            "lease_expires_at": None,
+            "last_error": o.error,
+            "last_status_code": o.status_code,
+        }
+        if o.ok:
+            values["delivered_at"] = o.finished_at
+        # Only the lease holder may finish it: a delivery re-queued meanwhile is left alone.
+        await session.execute(
+            update(DeliveryRow)
+            .where(
+                DeliveryRow.id == o.delivery_id,
+                DeliveryRow.status == DeliveryStatus.SENDING.value,
+            )
+            .values(**values)
+        )
+
+
+async def finish_without_attempt(
+    session: AsyncSession, delivery_id: str, *, status: str, reason: str
+) -> None:
+    await session.execute(
+        update(DeliveryRow)
+        .where(DeliveryRow.id == delivery_id)
+        .values(status=status, last_error=reason, lease_expires_at=None, next_attempt_at=None)
+    )
+
+
+async def queue_depth(session: AsyncSession) -> int:
+    stmt = select(func.count()).where(DeliveryRow.status.in_([*_DUE, DeliveryStatus.SENDING.value]))
+    return int(await session.scalar(stmt.select_from(DeliveryRow)) or 0)
