@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from tocsin.channels.base import Destination, Message, SendContext, SendResult
+from tocsin.channels.registry import sender_for
 from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.channels import decrypt_secrets, is_configured
 from tocsin.resolvers.context import Context
@@ -69,8 +70,6 @@ async def _select(
 
 
 async def _send_one(ctx: Context, context: SendContext, row: ChannelRow) -> SendResult:
-    from tocsin.channels.registry import sender_for
-
     message = Message(
         delivery_id="test_" + new_id(),
         event_id="test_" + new_id(),

@@ -52,7 +52,9 @@ def build_schema() -> strawberry.Schema:
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
             lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-            lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal server error."),
+            lambda: MaskErrors(
+                should_mask_error=_should_mask, error_message="Internal server error."
+            ),
         ],
     )
 

@@ -44,9 +44,26 @@ async def _pg_execute(sql: str) -> None:
         await connection.close()
 
 
+async def _drop_test_databases() -> None:
+    """Databases left by an earlier run (each test makes one)."""
+    import asyncpg
+
+    dsn = _pg_admin_url().replace("postgresql+asyncpg", "postgresql")
+    connection = await asyncpg.connect(dsn)
+    try:
+        names = await connection.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'tocsin_t_%'"
+        )
+        for record in names:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{record[0]}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
 async def migrate_template(tmp_dir: Path) -> str:
     """A migrated database that each test copies (much faster than migrating each time)."""
     if PG_URL:
+        await _drop_test_databases()
         await _pg_execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
         await _pg_execute(f"CREATE DATABASE {TEMPLATE_DB}")
         url = PG_URL.rsplit("/", 1)[0] + f"/{TEMPLATE_DB}"
