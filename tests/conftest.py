@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.peers import HttpReceiver, LocalCA, SmtpServer
 from tests.support import Api, make_settings, migrate_template, new_database_url, start_api
 from tocsin.settings import Settings
 
@@ -29,4 +31,49 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[Api]:
     async for value in start_api(settings, run_worker=False):
+        yield value
+
+
+@pytest.fixture(scope="session")
+def ca() -> LocalCA:
+    return LocalCA()
+
+
+@pytest.fixture(scope="session")
+async def _receiver() -> AsyncIterator[HttpReceiver]:
+    async with HttpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def receiver(_receiver: HttpReceiver) -> HttpReceiver:
+    """The plain-HTTP receiver, with no requests recorded and nothing programmed."""
+    _receiver.reset()
+    return _receiver
+
+
+@pytest.fixture(scope="session")
+async def _smtp_starttls(ca: LocalCA) -> AsyncIterator[SmtpServer]:
+    async with SmtpServer(ca=ca, mode="STARTTLS") as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_server(_smtp_starttls: SmtpServer) -> SmtpServer:
+    """Requires STARTTLS, then AUTH as ``smtp_server.username`` / ``smtp_server.password``."""
+    _smtp_starttls.reset()
+    return _smtp_starttls
+
+
+@pytest.fixture
+async def live(
+    tmp_path: Path, database_url: str, receiver: HttpReceiver, ca: LocalCA
+) -> AsyncIterator[Api]:
+    """The app with its delivery worker, Telegram pointed at the receiver, the test CA trusted."""
+    settings = make_settings(tmp_path / "data", database_url, telegram_api_base=receiver.base_url)
+    async for value in start_api(settings, run_worker=True):
+        extras = value.services.extras
+        extras["send_context"] = dataclasses.replace(
+            extras["send_context"], ssl_context=ca.client_context()
+        )
         yield value
