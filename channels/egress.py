@@ -95,7 +95,9 @@ def address_kind(address: IPAddress) -> str:
         return "an unspecified address"
     if address.is_private:
         return "a private address"
-    return "a reserved address"
+    if address.is_reserved:
+        return "a reserved address"
+    return "a non-public address"
 
 
 def refuse_literal(host: str, address: IPAddress) -> DestinationNotAllowed:

@@ -12,7 +12,7 @@ from tocsin.resolvers.context import Context
 from tocsin.resolvers.problems import Problem, ProblemError, Problems
 from tocsin.storage.tables import EventTypeRow
 
-_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}\Z")  # \Z: "$" would admit a final newline
 MAX_DEDUP_WINDOW = 30 * 86400
 
 

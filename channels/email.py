@@ -1,0 +1,345 @@
+"""Email over SMTP (aiosmtplib): a text and an HTML part, to every address of the channel.
+
+The SMTP host is a destination like any URL: it is resolved here, every address
+is checked by the egress guard, and the connection goes to a checked address
+while TLS still verifies the certificate against the host name. ``STARTTLS``
+means STARTTLS or nothing, ``TLS`` is implicit TLS, ``NONE`` is plain text
+with no opportunistic upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import html
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+
+import aiosmtplib
+
+from tocsin.channels import egress
+from tocsin.channels.base import ChannelSender, Destination, Message, SendContext, SendResult
+from tocsin.channels.rendering import (
+    exception_chain,
+    headline,
+    human_time,
+    metadata_items,
+    secret_fragments,
+    short_error,
+    single_line,
+    truncate,
+)
+from tocsin.settings import IPNetwork
+
+SECURITY_MODES = ("STARTTLS", "TLS", "NONE")
+DEFAULT_PORTS = {"STARTTLS": 587, "TLS": 465, "NONE": 25}
+SUBJECT_LIMIT = 250
+_ADDRESS = re.compile(r"[^\s<>,;:\"()\[\]\\@]+@[^\s<>,;:\"()\[\]\\@]+")
+
+
+class SmtpRefusal(Exception):
+    """Tocsin itself stopped the conversation; the message is safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str
+    username: str | None
+    password: str | None
+    sender: str
+    sender_name: str | None
+    recipients: tuple[str, ...]
+    verify_tls: bool
+
+    @classmethod
+    def from_destination(cls, destination: Destination) -> SmtpSettings:
+        """Read and check the channel; raises ValueError with a message for the user."""
+        config, secrets = destination.config, destination.secrets
+        host = str(config.get("smtp_host") or "").strip()
+        if not host:
+            raise ValueError("SMTP host is not set")
+        security = str(config.get("security") or "STARTTLS").upper()
+        if security not in SECURITY_MODES:
+            raise ValueError(f"SMTP security must be one of {', '.join(SECURITY_MODES)}")
+        port = int(config.get("smtp_port") or DEFAULT_PORTS[security])
+        to = config.get("to") or ()
+        to = [to] if isinstance(to, str) else to
+        recipients = tuple(str(a).strip() for a in to if str(a).strip())
+        if not recipients:
+            raise ValueError("no recipient address (Email To) is set")
+        username = config.get("username") or None
+        sender = str(config.get("from_address") or username or "").strip()
+        if not _ADDRESS.fullmatch(sender):
+            raise ValueError("no valid sender address: set From Address")
+        for address in recipients:
+            if not _ADDRESS.fullmatch(address):
+                raise ValueError(f"recipient address {truncate(address, 80)!r} is not valid")
+        return cls(
+            host=host,
+            port=port,
+            security=security,
+            username=username,
+            password=secrets.get("password") or None,
+            sender=sender,
+            sender_name=config.get("from_name") or None,
+            recipients=recipients,
+            verify_tls=bool(config.get("verify_tls", True)),
+        )
+
+
+def build_email(settings: SmtpSettings, message: Message, prefix: str) -> EmailMessage:
+    """The message with headers that no title, name or metadata can add to."""
+    mail = EmailMessage()
+    mail["Subject"] = truncate(single_line(headline(prefix, message.title)), SUBJECT_LIMIT)
+    mail["From"] = Address(
+        display_name=single_line(settings.sender_name or ""), addr_spec=settings.sender
+    )
+    mail["To"] = [Address(addr_spec=address) for address in settings.recipients]
+    mail["Date"] = formatdate(usegmt=True)
+    domain = settings.sender.rpartition("@")[2]
+    mail["Message-ID"] = f"<tocsin.{re.sub(r'[^A-Za-z0-9._-]', '-', message.delivery_id)}@{domain}>"
+    mail["Auto-Submitted"] = "auto-generated"
+    mail.set_content(email_text(message), cte="quoted-printable")
+    mail.add_alternative(email_html(message), subtype="html", cte="quoted-printable")
+    return mail
+
+
+def email_text(message: Message) -> str:
+    lines = [message.title, ""]
+    if message.detail:
+        lines += [message.detail, ""]
+    items = metadata_items(message.metadata)
+    if items:
+        lines += [f"{key}: {value}" for key, value in items] + [""]
+    lines.append(_about(message))
+    return "\n".join(lines) + "\n"
+
+
+def email_html(message: Message) -> str:
+    def esc(text: str) -> str:
+        return html.escape(text, quote=True)
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><body style="font-family: sans-serif; color: #222;">',
+        f'<h2 style="margin: 0 0 12px;">{esc(message.title)}</h2>',
+    ]
+    if message.detail:
+        parts.append(f'<p style="white-space: pre-wrap;">{esc(message.detail)}</p>')
+    items = metadata_items(message.metadata)
+    if items:
+        parts.append('<table cellpadding="4" style="border-collapse: collapse;">')
+        parts += [
+            f'<tr><th align="left">{esc(key)}</th><td>{esc(value)}</td></tr>'
+            for key, value in items
+        ]
+        parts.append("</table>")
+    parts.append(f'<p style="color: #666; font-size: 12px;">{esc(_about(message))}</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _about(message: Message) -> str:
+    return (
+        f"Priority: {message.priority} · Event: {message.event_type}"
+        f" · {human_time(message.occurred_at)}"
+    )
+
+
+class EmailSender(ChannelSender):
+    kind = "EMAIL"
+
+    async def send(
+        self, destination: Destination, message: Message, context: SendContext
+    ) -> SendResult:
+        fragments = secret_fragments(destination.secrets)
+        try:
+            settings = SmtpSettings.from_destination(destination)
+            mail = build_email(settings, message, context.message_prefix)
+        except (ValueError, TypeError, HeaderParseError) as exc:
+            return SendResult(ok=False, latency_ms=0.0, error=short_error(str(exc), fragments))
+
+        started = time.perf_counter()
+        progress = _Progress()
+        try:
+            async with asyncio.timeout(context.timeout):
+                await _deliver(settings, mail, context, progress)
+        except (aiosmtplib.SMTPException, OSError, SmtpRefusal) as exc:
+            if progress.accepted_code is None:
+                error, retryable, code = describe_smtp_failure(exc, settings, context.timeout)
+                return SendResult(
+                    ok=False,
+                    latency_ms=_since(started),
+                    status_code=code,
+                    error=short_error(error, fragments),
+                    retryable=retryable,
+                )
+            # The server took the message; only the goodbye failed.
+        return SendResult(ok=True, latency_ms=_since(started), status_code=progress.accepted_code)
+
+
+@dataclass(slots=True)
+class _Progress:
+    accepted_code: int | None = None
+
+
+async def _deliver(
+    settings: SmtpSettings, mail: EmailMessage, context: SendContext, progress: _Progress
+) -> None:
+    targets = await resolve_smtp_host(settings.host, settings.port, context.allowed_networks)
+    sock = await _open_socket(targets)
+    smtp = aiosmtplib.SMTP(
+        hostname=settings.host,  # what TLS verifies the certificate against
+        sock=sock,
+        use_tls=settings.security == "TLS",
+        start_tls=False,  # never upgrade on our own; STARTTLS is done explicitly below
+        tls_context=_tls_context(settings.verify_tls, context.ssl_context),
+        local_hostname=await _local_hostname(),
+        timeout=None,  # the caller's asyncio.timeout bounds the whole attempt
+    )
+    try:
+        await smtp.connect()
+        if settings.security == "STARTTLS":
+            await smtp.ehlo()
+            if not smtp.supports_extension("starttls"):
+                raise SmtpRefusal(f"SMTP server {settings.host} does not offer STARTTLS")
+            await smtp.starttls()
+        if settings.username and settings.password:
+            await smtp.ehlo()
+            if not smtp.supports_extension("auth"):
+                raise SmtpRefusal(f"SMTP server {settings.host} does not offer AUTH")
+            await smtp.login(settings.username, settings.password)
+        await smtp.send_message(mail, sender=settings.sender, recipients=list(settings.recipients))
+        progress.accepted_code = int(aiosmtplib.SMTPStatus.completed)  # 250: DATA accepted
+        await smtp.quit()
+    finally:
+        smtp.close()
+
+
+async def resolve_smtp_host(
+    host: str, port: int, allowed: Sequence[IPNetwork]
+) -> list[tuple[socket.AddressFamily, Any]]:
+    """The checked (family, sockaddr) pairs to try; raises DestinationNotAllowed when none is."""
+    literal = egress.literal_address(host)
+    if literal is not None and not egress.address_allowed(literal, allowed):
+        raise egress.refuse_literal(host, literal)
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(str(literal) if literal else host, port, type=socket.SOCK_STREAM)
+    resolved = [(family, addr, ipaddress.ip_address(addr[0])) for family, *_, addr in infos]
+    permitted = set(egress.allowed_resolved(host, [a for *_, a in resolved], allowed))
+    return [(family, sockaddr) for family, sockaddr, address in resolved if address in permitted]
+
+
+async def _open_socket(targets: Sequence[tuple[socket.AddressFamily, Any]]) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    last_error: OSError = OSError("no address to connect to")
+    for family, sockaddr in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        connected = False
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, sockaddr)
+            connected = True
+        except OSError as exc:
+            last_error = exc
+        finally:
+            if not connected:
+                sock.close()
+        if connected:
+            return sock
+    raise last_error
+
+
+@functools.cache
+def _verifying_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+@functools.cache
+def _unverified_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _tls_context(verify: bool, trusted: ssl.SSLContext | None) -> ssl.SSLContext:
+    if not verify:
+        return _unverified_context()
+    return trusted if trusted is not None else _verifying_context()
+
+
+_fqdn: str | None = None
+
+
+async def _local_hostname() -> str:
+    """This host's name for EHLO, looked up once (the lookup may be slow)."""
+    global _fqdn
+    if _fqdn is None:
+        name = await asyncio.to_thread(socket.getfqdn)
+        _fqdn = name if re.fullmatch(r"[A-Za-z0-9.-]{1,253}", name or "") else "localhost"
+    return _fqdn
+
+
+def describe_smtp_failure(
+    exc: BaseException, settings: SmtpSettings, timeout: float
+) -> tuple[str, bool, int | None]:
+    """A short error, whether retrying makes sense, and the SMTP reply code if there was one.
+
+    SMTP 4xx replies are temporary (retryable), 5xx permanent.
+    """
+    host, where = settings.host, f"{settings.host}:{settings.port}"
+    causes = list(exception_chain(exc))
+
+    def found(*kinds: type[BaseException]) -> BaseException | None:
+        return next((c for c in causes if isinstance(c, kinds)), None)
+
+    refusal = found(egress.DestinationNotAllowed, SmtpRefusal)
+    if isinstance(refusal, egress.DestinationNotAllowed):
+        return refusal.reason, False, None
+    if refusal is not None:
+        return str(refusal), False, None
+    if found(ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed for smtp host {host}", False, None
+    if found(ssl.SSLError):
+        hint = "does the security setting match the port?"
+        return f"TLS handshake with smtp host {where} failed ({hint})", False, None
+    recipients = found(aiosmtplib.SMTPRecipientsRefused)
+    if isinstance(recipients, aiosmtplib.SMTPRecipientsRefused) and recipients.recipients:
+        first = recipients.recipients[0]
+        reply = f"{first.code} {single_line(first.message)}"
+        return f"SMTP server refused the recipients ({reply})", 400 <= first.code < 500, first.code
+    answer = found(aiosmtplib.SMTPResponseException)
+    if isinstance(answer, aiosmtplib.SMTPResponseException):
+        reply = f"{answer.code} {single_line(answer.message)}"
+        temporary = 400 <= answer.code < 500
+        if isinstance(answer, aiosmtplib.SMTPAuthenticationError):
+            return f"SMTP authentication failed ({reply})", temporary, answer.code
+        return f"SMTP server answered {reply}", temporary, answer.code
+    if found(TimeoutError):
+        return f"timed out after {timeout:g}s", True, None
+    if found(socket.gaierror):
+        return f"could not resolve smtp host {host}", True, None
+    if found(ConnectionRefusedError):
+        return f"connection refused by smtp host {where}", True, None
+    if found(aiosmtplib.SMTPServerDisconnected):
+        return f"SMTP server {where} closed the connection", True, None
+    if found(OSError):
+        return f"could not connect to smtp host {where}", True, None
+    return f"SMTP error talking to {where} ({type(exc).__name__})", True, None
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -1,0 +1,333 @@
+"""The HTTP client every HTTP channel sends with, and how its outcomes become SendResults.
+
+httpx's API over aiohttp (``httpx-aiohttp``), with the destination guard in two places:
+
+- ``GuardedResolver`` resolves names for aiohttp's connector and hands back only
+  addresses ``egress.address_allowed`` accepts, so a connection only ever goes to
+  an address that was checked (no second lookup);
+- ``GuardedTransport`` checks what never reaches the resolver: IP-literal hosts,
+  and the scheme (``http://`` only inside the allowed private networks).
+
+Redirects are not followed. A refusal is raised as ``egress.DestinationNotAllowed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import re
+import socket
+import ssl
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any, cast
+
+import aiohttp
+import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from httpx_aiohttp import AiohttpTransport
+
+from tocsin import __version__
+from tocsin.channels import egress
+from tocsin.channels.base import Destination, SendContext, SendResult
+from tocsin.channels.rendering import (
+    exception_chain,
+    response_snippet,
+    secret_fragments,
+    short_error,
+)
+from tocsin.settings import IPNetwork
+
+USER_AGENT = f"Tocsin/{__version__}"
+RETRY_AFTER_CAP = 3600.0
+BODY_READ_LIMIT = 16 * 1024
+DNS_CACHE_SECONDS = 10
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with aiohttp's default resolver and drops every refused address."""
+
+    def __init__(self, allowed: Sequence[IPNetwork], inner: AbstractResolver | None = None) -> None:
+        self._allowed = tuple(allowed)
+        self._inner = inner if inner is not None else aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        parsed = [(result, _parse_address(result["host"])) for result in results]
+        addresses = [address for _, address in parsed if address is not None]
+        permitted = set(egress.allowed_resolved(host, addresses, self._allowed))
+        return [result for result, address in parsed if address in permitted]
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _parse_address(host: str) -> egress.IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _looks_like_ip(host: str) -> bool:
+    # aiohttp's own test for "skip the resolver": anything with a colon or only digits and dots.
+    return ":" in host or host.replace(".", "").isdigit()
+
+
+def check_url(url: httpx.URL, allowed: Sequence[IPNetwork]) -> None:
+    """Refuse a URL whose scheme or literal address Tocsin may not use."""
+    if url.scheme not in {"http", "https"}:
+        raise egress.DestinationNotAllowed("destination not allowed: only http(s) URLs")
+    host = url.host
+    if _looks_like_ip(host):
+        address = egress.literal_address(host)
+        if address is None:
+            raise egress.DestinationNotAllowed(
+                f"destination not allowed: {host} is not a valid IP address"
+            )
+        if not egress.address_allowed(address, allowed):
+            raise egress.refuse_literal(host, address)
+    if url.scheme == "http" and not egress.url_allowed_scheme(str(url), allowed):
+        raise egress.DestinationNotAllowed(
+            "destination not allowed: plain http:// only goes to addresses in "
+            "TOCSIN_ALLOWED_PRIVATE_NETWORKS; use https://"
+        )
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Checks each request's URL before the wrapped transport sees it."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, allowed: Sequence[IPNetwork]) -> None:
+        self._inner = inner
+        self._allowed = tuple(allowed)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        check_url(request.url, self._allowed)
+        if request.url.userinfo:
+            # httpx has turned the URL's credentials into an Authorization header already;
+            # aiohttp refuses a request that carries both.
+            request.url = request.url.copy_with(userinfo=b"")
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+# httpx logs every request's URL at INFO, and destination URLs are secrets (Slack and
+# Discord paths, Telegram bot tokens): these loggers may speak only of warnings and worse.
+for _name in ("httpx", "httpcore", "httpx_aiohttp", "aiohttp.client"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def build_http_client(
+    *,
+    timeout: float,
+    allowed_networks: Sequence[IPNetwork],
+    ssl_context: ssl.SSLContext | None = None,
+    max_connections: int = 200,
+) -> httpx.AsyncClient:
+    """A pooled client that connects only to allowed destinations and follows no redirect.
+
+    ``ssl_context`` is the trust store for HTTPS (None: the system's). Close it with
+    ``await client.aclose()``.
+    """
+    allowed = tuple(allowed_networks)
+
+    def open_session() -> aiohttp.ClientSession:
+        # Called by the transport on first use, inside the running event loop.
+        connector = aiohttp.TCPConnector(
+            limit=max_connections,
+            ssl=ssl_context if ssl_context is not None else True,
+            resolver=GuardedResolver(allowed),
+            ttl_dns_cache=DNS_CACHE_SECONDS,
+        )
+        return aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+        )
+
+    aiohttp_transport = AiohttpTransport(
+        client=open_session, verify=ssl_context if ssl_context is not None else True
+    )
+    return httpx.AsyncClient(
+        transport=GuardedTransport(aiohttp_transport, allowed),
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"User-Agent": USER_AGENT},
+        # No cookie travels from one delivery to the next.
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+    )
+
+
+async def post(
+    context: SendContext,
+    destination: Destination,
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str] | httpx.Headers,
+) -> SendResult:
+    """POST once within ``context.timeout`` and judge the answer; never raises on remote failure."""
+    fragments = secret_fragments(destination.secrets)
+    started = time.perf_counter()
+    try:
+        # Also checked here, in case ``context.http`` was not made by build_http_client.
+        check_url(httpx.URL(url), context.allowed_networks)
+        async with asyncio.timeout(context.timeout):
+            async with context.http.stream("POST", url, content=content, headers=headers) as reply:
+                body = await _read_head(reply)
+    except (httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, OSError) as exc:
+        error, retryable = describe_failure(exc, _host_of(url), context.timeout)
+        return SendResult(
+            ok=False,
+            latency_ms=_since(started),
+            error=short_error(error, fragments),
+            retryable=retryable,
+        )
+    return judge_response(
+        reply.status_code,
+        reply.headers,
+        body,
+        latency_ms=_since(started),
+        fragments=fragments,
+    )
+
+
+async def _read_head(reply: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async with contextlib.aclosing(cast(AsyncGenerator[bytes], reply.aiter_bytes())) as stream:
+        async for chunk in stream:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= BODY_READ_LIMIT:
+                break
+    return b"".join(chunks)
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _host_of(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "the destination"
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{host}:{parsed.port}" if parsed.port else host or "the destination"
+
+
+def judge_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    latency_ms: float,
+    fragments: Sequence[str] = (),
+) -> SendResult:
+    """Map an HTTP answer to a SendResult: 2xx ok; 408, 429 and 5xx retryable; the rest final."""
+    if 200 <= status < 300:
+        return SendResult(ok=True, latency_ms=latency_ms, status_code=status)
+    if 300 <= status < 400:
+        error = f"redirect not followed (HTTP {status})"
+        return SendResult(ok=False, latency_ms=latency_ms, status_code=status, error=error)
+    snippet = response_snippet(_answer_text(body), fragments)
+    error = f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"
+    retryable = status in {408, 429} or status >= 500
+    retry_after = parse_retry_after(headers.get("retry-after")) if status in {429, 503} else None
+    return SendResult(
+        ok=False,
+        latency_ms=latency_ms,
+        status_code=status,
+        error=short_error(error, fragments),
+        retryable=retryable,
+        retry_after=retry_after,
+    )
+
+
+def _answer_text(body: bytes) -> bytes:
+    """The human part of a JSON error answer (Telegram's "description", Discord's "message")."""
+    if not body.lstrip().startswith(b"{"):
+        return body
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(answer, dict):
+        return body
+    for key in ("description", "message", "error"):
+        text = answer.get(key)
+        if isinstance(text, str) and text:
+            return text.encode()
+    return body
+
+
+def json_body(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, the exact bytes that are sent (and signed)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delay seconds or an HTTP-date), capped at an hour."""
+    if not value:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+def describe_failure(exc: BaseException, host: str, timeout: float) -> tuple[str, bool]:
+    """A short, secret-free error for a failed request, and whether retrying makes sense.
+
+    Built from exception types only: httpx's and aiohttp's messages embed the URL.
+    httpx-aiohttp maps every aiohttp connection error to ``httpx.ConnectTimeout``,
+    so the underlying aiohttp and OS exceptions decide, when there are any.
+    """
+    causes = list(exception_chain(exc))
+    native = [c for c in causes if not isinstance(c, httpx.HTTPError)]
+
+    def found(*kinds: type[BaseException]) -> BaseException | None:
+        return next((c for c in native if isinstance(c, kinds)), None)
+
+    refusal = found(egress.DestinationNotAllowed)
+    if isinstance(refusal, egress.DestinationNotAllowed):
+        return refusal.reason, False
+    if found(ssl.SSLCertVerificationError, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate verification failed for {host}", False
+    if found(ssl.SSLError, aiohttp.ClientSSLError):
+        return f"TLS handshake with {host} failed", True
+    if found(TimeoutError) or (not native and isinstance(exc, httpx.TimeoutException)):
+        return f"timed out after {timeout:g}s", True
+    if found(socket.gaierror, aiohttp.ClientConnectorDNSError):
+        return f"could not resolve {host}", True
+    if found(ConnectionRefusedError):
+        return f"connection refused by {host}", True
+    if found(aiohttp.InvalidURL) or isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return "invalid destination URL", False
+    if found(aiohttp.ClientConnectorError):
+        return f"could not connect to {host}", True
+    if found(aiohttp.ServerDisconnectedError) or isinstance(exc, httpx.RemoteProtocolError):
+        return f"{host} closed the connection without answering", True
+    name = type(native[0] if native else exc).__name__
+    return f"network error talking to {host} ({name})", True

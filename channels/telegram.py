@@ -1,0 +1,82 @@
+"""Telegram: ``sendMessage`` of the Bot API, as HTML of at most 4096 characters."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from tocsin.channels.base import ChannelSender, Destination, Message, SendContext, SendResult
+from tocsin.channels.http import JSON_HEADERS, json_body, post
+from tocsin.channels.rendering import (
+    fit_escaped,
+    headline,
+    human_time,
+    items_that_fit,
+    metadata_items,
+    text_length,
+)
+
+TEXT_LIMIT = 4096
+_BOT_TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]+")
+DETAIL_GUARANTEE = 2000
+"Characters of the detail kept even when metadata has to make room for it."
+
+
+def escape_html(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def telegram_text(message: Message, prefix: str) -> str:
+    """The message as Telegram HTML: headline, detail, metadata, then priority and type."""
+    head = f"<b>{fit_escaped(headline(prefix, message.title), 512, escape_html)}</b>"
+    about = f"{message.priority} · {message.event_type} · {human_time(message.occurred_at)}"
+    foot = f"<i>{fit_escaped(about, 256, escape_html)}</i>"
+    lines = [
+        f"<b>{fit_escaped(key, 128, escape_html)}:</b> {fit_escaped(value, 512, escape_html)}"
+        for key, value in metadata_items(message.metadata)
+    ]
+    budget = TEXT_LIMIT - text_length(head) - text_length(foot) - 1
+    detail = message.detail or ""
+    reserved = min(text_length(escape_html(detail)) + 1, DETAIL_GUARANTEE) if detail else 0
+    kept = items_that_fit(
+        [text_length(line) + 1 for line in lines],
+        budget - reserved - 1,
+        lambda dropped: text_length(_more_line(dropped)) + 1,
+    )
+    meta = lines[:kept] + ([_more_line(len(lines) - kept)] if kept < len(lines) else [])
+    meta_size = sum(text_length(line) + 1 for line in meta) + 1 if meta else 0
+
+    sections = [head]
+    if detail:
+        sections.append(fit_escaped(detail, budget - meta_size - 1, escape_html))
+    if meta:
+        sections.append("\n" + "\n".join(meta))
+    sections.append(foot)
+    return "\n".join(sections)
+
+
+def _more_line(dropped: int) -> str:
+    return f"<i>… {dropped} more metadata fields not shown</i>"
+
+
+def telegram_payload(message: Message, prefix: str, chat_id: str) -> dict[str, Any]:
+    return {"chat_id": chat_id, "text": telegram_text(message, prefix), "parse_mode": "HTML"}
+
+
+class TelegramSender(ChannelSender):
+    kind = "TELEGRAM"
+
+    async def send(
+        self, destination: Destination, message: Message, context: SendContext
+    ) -> SendResult:
+        token = destination.secrets.get("bot_token")
+        chat_id = destination.config.get("chat_id")
+        if not token or not chat_id:
+            missing = "bot token" if not token else "chat ID"
+            return SendResult(ok=False, latency_ms=0.0, error=f"Telegram {missing} is not set")
+        if not _BOT_TOKEN.fullmatch(str(token)):
+            return SendResult(ok=False, latency_ms=0.0, error="Telegram bot token is malformed")
+        url = f"{context.telegram_api_base.rstrip('/')}/bot{token}/sendMessage"
+        body = json_body(telegram_payload(message, context.message_prefix, str(chat_id)))
+        return await post(context, destination, url, content=body, headers=JSON_HEADERS)

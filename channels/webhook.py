@@ -1,0 +1,71 @@
+"""Generic webhooks: the contract's JSON body, Standard Webhooks signing when a secret is set."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from tocsin import __version__
+from tocsin.channels.base import ChannelSender, Destination, Message, SendContext, SendResult
+from tocsin.channels.http import json_body, post
+from tocsin.channels.rendering import as_utc, truncate
+from tocsin.channels.signing import signature_headers
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
+_OWN_HEADERS = {"content-type", "webhook-id", "webhook-timestamp", "webhook-signature"}
+
+
+def webhook_payload(message: Message, *, sent_at: datetime) -> dict[str, Any]:
+    """The body receivers parse; field names are part of the public contract."""
+    return {
+        "id": message.delivery_id,
+        "event_id": message.event_id,
+        "event_type": message.event_type,
+        "priority": message.priority,
+        "title": message.title,
+        "detail": message.detail,
+        "metadata": dict(message.metadata),
+        "occurred_at": as_utc(message.occurred_at).isoformat(),
+        "sent_at": as_utc(sent_at).isoformat(),
+        "tocsin_version": __version__,
+    }
+
+
+def custom_headers(headers: Mapping[str, Any]) -> httpx.Headers:
+    """The channel's own headers; raises ValueError naming (only) a header that can't be sent."""
+    checked = httpx.Headers()
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"custom header name {truncate(str(name), 40)!r} is not valid")
+        if name.lower() in _OWN_HEADERS:
+            continue  # Tocsin sets these itself; a stored override would break receivers.
+        if not isinstance(value, str) or _BAD_HEADER_VALUE.search(value):
+            raise ValueError(f"custom header {name} has a value that can't be sent")
+        checked[name] = value
+    return checked
+
+
+class WebhookSender(ChannelSender):
+    kind = "WEBHOOK"
+
+    async def send(
+        self, destination: Destination, message: Message, context: SendContext
+    ) -> SendResult:
+        url = destination.secrets.get("url")
+        if not url:
+            return SendResult(ok=False, latency_ms=0.0, error="webhook URL is not set")
+        body = json_body(webhook_payload(message, sent_at=datetime.now(UTC)))
+        try:
+            headers = custom_headers(destination.secrets.get("headers") or {})
+            headers["Content-Type"] = "application/json"
+            secret = destination.secrets.get("signing_secret")
+            if secret:
+                headers.update(signature_headers(secret, message.delivery_id, body))
+        except ValueError as exc:  # InvalidSigningSecret included; messages carry no secret
+            return SendResult(ok=False, latency_ms=0.0, error=str(exc))
+        return await post(context, destination, url, content=body, headers=headers)

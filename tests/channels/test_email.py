@@ -1,0 +1,306 @@
+"""Email: real SMTP servers on loopback (STARTTLS + AUTH, implicit TLS, plain)."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import ssl
+import time
+from typing import Any
+
+from tests.channels import CANARY, MakeDestination, MakeMessage
+from tests.peers import SmtpServer
+from tocsin.channels.base import Destination, SendContext
+from tocsin.channels.email import EmailSender
+
+
+def email_destination(
+    make_destination: MakeDestination,
+    server: SmtpServer,
+    *,
+    security: str | None = None,
+    password: str | None = None,
+    login: bool = True,
+    **config: Any,
+) -> Destination:
+    """A channel for ``server``: its port, mode and user; ``login=False`` stores no password."""
+    settings: dict[str, Any] = {
+        "to": ["ops@example.com", "oncall@example.com"],
+        "smtp_host": "localhost",
+        "smtp_port": server.port,
+        "security": security or server.mode,
+        "username": server.username,
+        "from_address": "tocsin@example.com",
+        "from_name": "Tocsin Alerts",
+        "verify_tls": True,
+    }
+    settings.update(config)
+    secrets = {"password": password or server.password} if login else {}
+    return make_destination("EMAIL", config=settings, secrets=secrets)
+
+
+async def test_arrives_over_starttls_after_auth_with_subject_and_both_parts(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    message = make_message(
+        detail="Model <stg_orders> failed & stopped", metadata={"env": "staging"}
+    )
+
+    result = await EmailSender().send(
+        email_destination(make_destination, smtp_server), message, context
+    )
+
+    assert result.ok, result.error
+    assert result.status_code == 250
+    [mail] = await smtp_server.wait_for_messages(1)
+    assert mail.over_tls
+    assert mail.authenticated_as == "tocsin"
+    assert mail.mail_from == "tocsin@example.com"
+    assert mail.rcpt_tos == ["ops@example.com", "oncall@example.com"]
+    email = mail.message
+    assert email["Subject"] == "[Tocsin] dbt build failed in staging"
+    assert email["From"] == "Tocsin Alerts <tocsin@example.com>"
+    assert email["To"] == "ops@example.com, oncall@example.com"
+    assert email["Message-ID"] == "<tocsin.dlv_01HZX3@example.com>"
+    assert "Model <stg_orders> failed & stopped" in mail.text_part
+    assert "env: staging" in mail.text_part
+    assert "Model &lt;stg_orders&gt; failed &amp; stopped" in mail.html_part
+    assert '<th align="left">env</th><td>staging</td>' in mail.html_part
+
+
+async def test_wrong_password_is_a_clear_final_failure(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    destination = email_destination(make_destination, smtp_server, password=f"wrong-{CANARY}")
+
+    result = await EmailSender().send(destination, make_message(), context)
+
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.startswith("SMTP authentication failed (535 ")
+    assert result.status_code == 535
+    assert not result.retryable
+    assert CANARY not in result.error
+    assert smtp_server.failed_logins >= 1
+    assert smtp_server.messages == []
+
+
+async def test_untrusted_certificate_fails_clearly_not_slowly(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    system_trust_only = dataclasses.replace(context, ssl_context=ssl.create_default_context())
+    started = time.monotonic()
+
+    result = await EmailSender().send(
+        email_destination(make_destination, smtp_server), make_message(), system_trust_only
+    )
+
+    assert result.error == "TLS certificate verification failed for smtp host localhost"
+    assert not result.retryable
+    assert time.monotonic() - started < 1.5
+    assert smtp_server.messages == []
+
+
+async def test_verify_tls_off_accepts_an_untrusted_certificate(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    system_trust_only = dataclasses.replace(context, ssl_context=ssl.create_default_context())
+    destination = email_destination(make_destination, smtp_server, verify_tls=False)
+
+    result = await EmailSender().send(destination, make_message(), system_trust_only)
+
+    assert result.ok, result.error
+    assert len(await smtp_server.wait_for_messages(1)) == 1
+
+
+async def test_starttls_required_fails_against_a_server_without_it(
+    smtp_plain_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    destination = email_destination(make_destination, smtp_plain_server, security="STARTTLS")
+
+    result = await EmailSender().send(destination, make_message(), context)
+
+    assert result.error == "SMTP server localhost does not offer STARTTLS"
+    assert not result.retryable
+    assert smtp_plain_server.messages == []
+
+
+async def test_security_none_never_upgrades_on_its_own(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    destination = email_destination(make_destination, smtp_server, security="NONE", login=False)
+
+    result = await EmailSender().send(destination, make_message(), context)
+
+    # The server insists on STARTTLS first; a plain channel must not quietly do it.
+    assert result.error is not None
+    assert result.error.startswith("SMTP server answered 530")
+    assert not result.retryable
+    assert smtp_server.messages == []
+
+
+async def test_plain_delivery_without_login(
+    smtp_plain_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    destination = email_destination(make_destination, smtp_plain_server, login=False)
+
+    result = await EmailSender().send(destination, make_message(), context)
+
+    assert result.ok, result.error
+    [mail] = await smtp_plain_server.wait_for_messages(1)
+    assert (mail.over_tls, mail.authenticated_as) == (False, None)
+
+
+async def test_implicit_tls_delivers_and_logs_in(
+    smtp_tls_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    result = await EmailSender().send(
+        email_destination(make_destination, smtp_tls_server), make_message(), context
+    )
+
+    assert result.ok, result.error
+    [mail] = await smtp_tls_server.wait_for_messages(1)
+    assert (mail.over_tls, mail.authenticated_as) == (True, "tocsin")
+
+
+async def test_no_login_unless_both_username_and_password_are_set(
+    smtp_tls_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    destination = email_destination(make_destination, smtp_tls_server, login=False)
+
+    result = await EmailSender().send(destination, make_message(), context)
+
+    assert result.ok, result.error
+    [mail] = await smtp_tls_server.wait_for_messages(1)
+    assert mail.authenticated_as is None
+    assert smtp_tls_server.failed_logins == 0
+
+
+async def test_header_injection_adds_no_header(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    message = make_message(
+        title="Disk full\r\nBcc: victim@example.net\r\nX-Injected: title",
+        metadata={"host\r\nX-Injected": "meta\r\nX-Injected: value"},
+    )
+    destination = email_destination(
+        make_destination, smtp_server, from_name="Tocsin\r\nX-Injected: name"
+    )
+
+    result = await EmailSender().send(destination, message, context)
+
+    assert result.ok, result.error
+    [mail] = await smtp_server.wait_for_messages(1)
+    email = mail.message
+    assert email["Subject"] == "[Tocsin] Disk full Bcc: victim@example.net X-Injected: title"
+    assert email["Bcc"] is None
+    assert email["X-Injected"] is None
+    assert all(part["X-Injected"] is None for part in email.walk())
+    assert mail.rcpt_tos == ["ops@example.com", "oncall@example.com"]
+
+
+async def test_temporary_rejection_is_retryable_and_permanent_is_not(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    busy = email_destination(make_destination, smtp_server, to=["tempfail@example.com"])
+    unknown = email_destination(make_destination, smtp_server, to=["reject@example.com"])
+
+    temporary = await EmailSender().send(busy, make_message(), context)
+    permanent = await EmailSender().send(unknown, make_message(), context)
+
+    assert temporary.error is not None
+    assert temporary.error.startswith("SMTP server refused the recipients (451 ")
+    assert (temporary.retryable, temporary.status_code) == (True, 451)
+    assert permanent.error is not None
+    assert permanent.error.startswith("SMTP server refused the recipients (550 ")
+    assert (permanent.retryable, permanent.status_code) == (False, 550)
+
+
+async def test_the_smtp_host_is_checked_like_any_destination(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    nothing_allowed = dataclasses.replace(context, allowed_networks=())
+    by_name = email_destination(make_destination, smtp_server)
+    by_address = email_destination(make_destination, smtp_server, smtp_host="127.0.0.1")
+
+    named = await EmailSender().send(by_name, make_message(), nothing_allowed)
+    literal = await EmailSender().send(by_address, make_message(), nothing_allowed)
+
+    assert named.error == "destination not allowed: localhost resolves to a loopback address"
+    assert literal.error == "destination not allowed: 127.0.0.1 is a loopback address"
+    assert not named.retryable and not literal.retryable
+    assert smtp_server.messages == []
+
+
+async def test_a_silent_server_times_out(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        destination = email_destination(
+            make_destination, smtp_server, smtp_port=silent.getsockname()[1]
+        )
+
+        result = await EmailSender().send(
+            destination, make_message(), dataclasses.replace(context, timeout=0.3)
+        )
+
+    assert result.error == "timed out after 0.3s"
+    assert result.retryable
+
+
+async def test_a_refused_connection_is_retryable(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    destination = email_destination(make_destination, smtp_server, smtp_port=port)
+
+    result = await EmailSender().send(destination, make_message(), context)
+
+    assert result.error == f"connection refused by smtp host localhost:{port}"
+    assert result.retryable
