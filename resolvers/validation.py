@@ -11,7 +11,12 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from tocsin.channels.egress import literal_address, literal_destination_allowed, url_allowed_scheme
+from tocsin.channels.egress import (
+    address_allowed,
+    literal_address,
+    literal_destination_allowed,
+    url_allowed_scheme,
+)
 from tocsin.resolvers.problems import Problems
 from tocsin.settings import IPNetwork
 
@@ -22,7 +27,8 @@ MAX_HEADER_VALUE = 4096
 MAX_RETRIES = 20
 MAX_RECIPIENTS = 50
 
-_TOKEN_CHARS = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# \Z, not $: "$" also matches before a final newline, which let "X-Name\n" through
+_TOKEN_CHARS = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _FORBIDDEN_HEADERS = {
     "connection",
     "keep-alive",
@@ -42,11 +48,11 @@ _FORBIDDEN_HEADERS = {
     "webhook-signature",
 }
 _HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-    r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+    r"^(?=.{1,253}\Z)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z"
 )
-_BOT_TOKEN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,64}$")
-_CHAT_ID = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
+_BOT_TOKEN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,64}\Z")
+_CHAT_ID = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})\Z")
 
 
 def check_name(problems: Problems, path: str, value: str, *, max_length: int = MAX_NAME) -> None:
@@ -71,6 +77,10 @@ def check_url(problems: Problems, path: str, url: str, allowed: Sequence[IPNetwo
         parts.port  # noqa: B018  (raises on a bad port)
     except ValueError:
         problems.add(path, "INVALID_URL", "This is not a valid URL.")
+        return
+    if parts.scheme not in {"http", "https"} and parts.scheme and parts.netloc:
+        # a well-formed URL of another scheme, such as ftp://host/ or ws://host/
+        problems.add(path, "URL_SCHEME_NOT_ALLOWED", "Use an https:// URL.")
         return
     if parts.scheme not in {"http", "https"} or not host:
         problems.add(path, "INVALID_URL", "Enter a full URL starting with https://.")
@@ -128,7 +138,12 @@ def check_smtp_host(problems: Problems, path: str, host: str, allowed: Sequence[
     address = literal_address(host)
     if address is None and not _HOSTNAME.match(host):
         problems.add(path, "INVALID_HOST", "Enter a host name such as smtp.example.com.")
-    elif not literal_destination_allowed(f"smtp://{host}", allowed):
+    elif not (
+        # an IPv6 literal such as ::1 is no URL host without brackets: check it directly
+        address_allowed(address, allowed)
+        if address is not None
+        else literal_destination_allowed(f"smtp://{host}", allowed)
+    ):
         problems.add(
             path,
             "DESTINATION_NOT_ALLOWED",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.scalars import JSON
 
 __all__ = ["JSON", "DateTime"]
@@ -17,11 +18,16 @@ def _serialize(value: datetime) -> str:
 
 
 def _parse(value: object) -> datetime:
+    # GraphQLError, not ValueError: an inline literal's error would otherwise reach the
+    # client masked as "Internal server error." (see _should_mask in schema/__init__.py).
     if not isinstance(value, str):
-        raise ValueError("DateTime must be an ISO 8601 string")
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        raise GraphQLError("DateTime must be an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise GraphQLError("DateTime must be an ISO 8601 string") from None
     if parsed.tzinfo is None:
-        raise ValueError("DateTime needs an explicit UTC offset, e.g. 2026-06-12T09:15:00+00:00")
+        raise GraphQLError("DateTime needs an explicit UTC offset, e.g. 2026-06-12T09:15:00+00:00")
     return parsed
 
 
