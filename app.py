@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from graphql import GraphQLError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,7 +22,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from tocsin import metrics
 from tocsin.resolvers.context import Context, Principal, Services
 from tocsin.resolvers.tokens import TokenResolver
-from tocsin.schema import schema
+from tocsin.schema import schema, without_input_echo
 from tocsin.services import open_services
 from tocsin.settings import Settings, load_settings
 from tocsin.storage.enums import Role
@@ -108,8 +109,15 @@ async def graphql_endpoint(request: Request) -> Response:
     )
     response: dict[str, Any] = {"data": result.data}
     if result.errors:
-        response["errors"] = [error.formatted for error in result.errors]
+        response["errors"] = [_formatted(error) for error in result.errors]
     return JSONResponse(response)
+
+
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    """The error as the client sees it, without GraphQL's echo of the input's values."""
+    formatted = dict(error.formatted)
+    formatted["message"] = without_input_echo(formatted["message"])
+    return formatted
 
 
 async def notifications_test_endpoint(request: Request) -> Response:

@@ -19,6 +19,8 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # Alembic lists its autogenerate plugins at INFO on every start: noise for operators.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:

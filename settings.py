@@ -6,6 +6,7 @@ import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -14,6 +15,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DIGEST_PRIORITIES = ("MEDIUM", "LOW", "INFO")
 DEFAULT_DIGEST_INTERVALS = {"MEDIUM": 300, "LOW": 900, "INFO": 3600}
+MAX_DIGEST_INTERVAL = 30 * 86400
 
 
 class ConfigurationError(Exception):
@@ -36,15 +38,29 @@ class Settings(BaseSettings):
     telegram_api_base: str = "https://api.telegram.org"
     message_prefix: str = Field(default="[Tocsin]", max_length=64)
 
+    @field_validator("bootstrap_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # TOCSIN_BOOTSTRAP_TOKEN= (empty) must not count as set: it would accept no token
+        # and also stop the first start from printing one, locking the operator out.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("allowed_private_networks", mode="before")
     @classmethod
     def _parse_networks(cls, value: Any) -> Any:
         if isinstance(value, str):
             parts = [p.strip() for p in value.split(",") if p.strip()]
-            try:
-                return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
-            except ValueError as exc:
-                raise ValueError(f"not a list of CIDRs ({exc})") from None
+            networks = []
+            for position, part in enumerate(parts, start=1):
+                try:
+                    networks.append(ipaddress.ip_network(part, strict=False))
+                except ValueError:
+                    raise ValueError(
+                        f"item {position} is not a CIDR such as 10.0.0.0/8 or fd00::/8"
+                    ) from None
+            return tuple(networks)
         return value
 
     @field_validator("digest_intervals", mode="before")
@@ -62,16 +78,28 @@ class Settings(BaseSettings):
                 intervals[name] = int(seconds)
             except ValueError:
                 raise ValueError(f"{name}: seconds must be an integer") from None
-            if intervals[name] <= 0:
-                raise ValueError(f"{name}: seconds must be positive")
+            if not 0 < intervals[name] <= MAX_DIGEST_INTERVAL:
+                raise ValueError(f"{name}: seconds must be from 1 to {MAX_DIGEST_INTERVAL}")
         return intervals
 
     @field_validator("telegram_api_base")
     @classmethod
     def _check_api_base(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            host = None
+        if not value.startswith(("https://", "http://")) or not host:
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("message_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        # It starts e-mail subjects: a line break would be a header injection.
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must be one line without control characters")
+        return value
 
     @cached_property
     def sqlalchemy_url(self) -> str:

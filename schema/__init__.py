@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import datetime
 
 import strawberry
@@ -15,6 +17,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from tocsin.resolvers.problems import ProblemError
 from tocsin.schema.mutation import Mutation
@@ -32,6 +35,8 @@ MAX_DEPTH = 10
 MAX_ALIASES = 50
 MAX_TOKENS = 5000
 
+log = logging.getLogger("tocsin.graphql")
+
 
 def _should_mask(error: GraphQLError) -> bool:
     """Mask what we did not mean to say: anything but GraphQL and input errors."""
@@ -39,8 +44,44 @@ def _should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError | ProblemError)
 
 
+# graphql-core repeats the caller's input in some messages ("..., found: {whole input
+# object}", "Int cannot represent non-integer value: '...'", "found String '...'"). A
+# channel input holds secrets, so the app cuts the echo from every error it answers
+# (see app.py): the rest of the message still says which field and what was wrong.
+_ECHOES = (
+    (re.compile(r",?\s*\b[Ff]ound: .*\Z", re.S), ""),
+    (re.compile(r"(cannot represent [\w\s-]*value): .*\Z", re.S), r"\1"),
+    (re.compile(r"(found (?:String|BlockString)) .*\Z", re.S), r"\1"),
+)
+
+
+def without_input_echo(message: str) -> str:
+    cleaned = message
+    for pattern, replacement in _ECHOES:
+        cleaned = pattern.sub(replacement, cleaned)
+    if cleaned == message or cleaned.endswith((".", "?")):
+        return cleaned
+    return cleaned + "."
+
+
+class TocsinSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log unexpected errors with their traceback; the caller's own mistakes (syntax,
+        validation, permissions, input problems) only as a DEBUG line that repeats neither
+        the document nor the message, since both may carry the secrets the caller sent."""
+        for error in errors:
+            where = ".".join(str(p) for p in error.path or ()) or "the operation"
+            if _should_mask(error):
+                log.error("unexpected error in %s", where, exc_info=error.original_error)
+            else:
+                code = (error.extensions or {}).get("code", "GRAPHQL_ERROR")
+                log.debug("GraphQL error %s in %s", code, where)
+
+
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return TocsinSchema(
         query=Query,
         mutation=Mutation,
         types=[SlackChannel, WebhookChannel, EmailChannel, DiscordChannel, TelegramChannel],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -17,16 +18,16 @@ KEY_CHECK_PLAINTEXT = "tocsin-key-check"
 class SecretBox:
     """Encrypts and decrypts JSON objects of secrets; the newest key encrypts."""
 
-    def __init__(self, keys: list[bytes]) -> None:
+    def __init__(self, keys: list[bytes], *, source: str = "TOCSIN_SECRET_KEYS") -> None:
         if not keys:
-            raise ConfigurationError("TOCSIN_SECRET_KEYS is invalid: no key given")
+            raise ConfigurationError(f"{source} is invalid: no key given")
         fernets = []
         for position, key in enumerate(keys, start=1):
             try:
                 fernets.append(Fernet(key))
             except ValueError:
                 raise ConfigurationError(
-                    f"TOCSIN_SECRET_KEYS is invalid: key {position} is not a Fernet key "
+                    f"{source} is invalid: key {position} is not a Fernet key "
                     "(URL-safe base64 of 32 bytes; `tocsin keys generate` makes one)"
                 ) from None
         self._fernet = MultiFernet(fernets)
@@ -72,7 +73,8 @@ class SecretBox:
         if settings.secret_keys is not None:
             raw = settings.secret_keys.get_secret_value()
             return cls([k.strip().encode() for k in raw.split(",") if k.strip()])
-        return cls([_read_or_create_key_file(settings.key_file)])
+        path = settings.key_file
+        return cls([_read_or_create_key_file(path)], source=f"the key file {path}")
 
 
 def generate_key() -> str:
@@ -80,14 +82,35 @@ def generate_key() -> str:
 
 
 def _read_or_create_key_file(path: Path) -> bytes:
-    if path.exists():
-        key = path.read_bytes().strip()
-        if not key:
-            raise ConfigurationError(f"the key file {path} is empty")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key + b"\n")
+    if not path.exists():
+        _create_key_file(path)
+    key = path.read_bytes().strip()
+    if not key:
+        raise ConfigurationError(f"the key file {path} is empty")
     return key
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to ``path`` (mode 0600) unless another process just did.
+
+    The key is written in full to a private temporary file which is then linked into
+    place: a process starting at the same moment never reads a half-written key, and
+    only one key wins (the loser reads the winner's).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
