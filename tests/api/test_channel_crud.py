@@ -15,7 +15,9 @@ FIELDS = """
   ... on SlackChannel { webhookUrlSet webhookUrlHint }
   ... on DiscordChannel { webhookUrlSet webhookUrlHint }
   ... on WebhookChannel { urlSet urlHint signingSecretSet headerNames }
-  ... on EmailChannel { to smtpHost smtpPort security username passwordSet fromAddress fromName verifyTls }
+  ... on EmailChannel {
+    to smtpHost smtpPort security username passwordSet fromAddress fromName verifyTls
+  }
   ... on TelegramChannel { botTokenSet chatId }
 """
 
