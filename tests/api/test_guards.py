@@ -396,3 +396,21 @@ async def test_graphql_errors_say_what_is_wrong_without_repeating_the_input(api:
     [error] = unknown["errors"]
     assert "not to include unknown field 'b'" in error["message"]
     assert "s3cr3t" not in json.dumps(wrong_type) + json.dumps(unknown)
+
+
+async def test_a_repeated_operation_is_validated_once(api: Api) -> None:
+    # The depth and alias limits are validation rules; built per request they would
+    # change ValidationCache's key each time and every request would be validated anew.
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    from tocsin.schema import VALIDATION_CACHE_SIZE
+
+    cache = _get_validate_cache(VALIDATION_CACHE_SIZE)
+    query = "query RepeatedForCache { viewer { name role } }"
+    await api.ok(query)
+    before = cache.cache_info()
+    for _ in range(5):
+        await api.ok(query)
+    after = cache.cache_info()
+    assert after.hits - before.hits == 5
+    assert after.misses == before.misses
