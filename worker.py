@@ -7,9 +7,11 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from tocsin import metrics
 from tocsin.channels.base import Destination, Message, SendContext, SendResult
@@ -24,6 +26,7 @@ from tocsin.storage.outbox import (
     finish_without_attempt,
     queue_depth,
     record_outcomes,
+    release_claims,
     release_orphaned_sends,
 )
 from tocsin.storage.types import utcnow
@@ -39,6 +42,8 @@ class WorkerLimits:
     "Attempts in flight at once, across all channels."
     per_channel: int = 8
     "Attempts in flight at once to one channel."
+    prefetch: int = 8
+    "Deliveries per channel claimed ahead, so a finished attempt starts the next at once."
     poll_seconds: float = 1.0
 
 
@@ -51,18 +56,26 @@ def retry_delay(base: float, attempt: int, retry_after: float | None) -> float:
 
 
 class Worker:
+    """One loop claims due deliveries into per-channel queues and records finished
+    attempts, in one transaction per turn; sends run as tasks, at most ``per_channel``
+    at once to a channel and ``concurrency`` in all, so a slow destination only ever
+    holds its own slots."""
+
     def __init__(self, services: Services, limits: WorkerLimits | None = None) -> None:
         self._services = services
-        self._limits = limits or WorkerLimits()
+        self._limits = limits = limits or WorkerLimits()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: Counter[str | None] = Counter()
+        self._queued: dict[str | None, deque[ClaimedDelivery]] = {}
+        self._queued_count = 0
         self._sends: set[asyncio.Task[None]] = set()
         self._finished: list[AttemptOutcome] = []
-        self._flushing: asyncio.Task[None] | None = None
-        self._slot_freed = asyncio.Event()
-        settings = services.settings
-        self._lease = timedelta(seconds=settings.delivery_timeout + 15)
+        timeout = services.settings.delivery_timeout
+        # A claimed delivery may wait in its channel's queue behind every attempt in flight
+        # (each bounded by the timeout) before its own; the lease outlasts all of that.
+        rounds = 1 + -(-limits.prefetch // limits.per_channel)
+        self._lease = timedelta(seconds=(timeout + 5) * rounds + 10)
         self._last_depth = 0.0
 
     @property
@@ -87,23 +100,28 @@ class Worker:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        waiting = [c.delivery.id for queue in self._queued.values() for c in queue]
+        self._queued.clear()
         if self._sends:
             # Give attempts under way a moment; whatever is cut short is re-sent on restart.
             await asyncio.wait(self._sends, timeout=2)
             for task in self._sends:
                 task.cancel()
-        await self._flush()
+        finished, self._finished = self._finished, []
+        async with self._services.db.write() as session:
+            await record_outcomes(session, finished)
+            await release_claims(session, waiting, now=utcnow())
 
     async def _run(self) -> None:
         while True:
             try:
-                claimed = await self._claim()
+                progressed = await self._turn()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("claiming deliveries failed; trying again shortly")
-                claimed = 0
-            if claimed:
+                log.exception("the delivery loop failed; trying again shortly")
+                progressed = False
+            if progressed:
                 continue
             self._wake.clear()
             try:
@@ -111,38 +129,75 @@ class Worker:
             except TimeoutError:
                 pass
 
-    async def _claim(self) -> int:
-        free = self._limits.concurrency - len(self._sends)
-        if free <= 0:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
-            return 1
-        per_channel = self._limits.per_channel
-        async with self._services.db.write() as session:
-            batch = await claim_due_deliveries(
-                session,
-                now=utcnow(),
-                lease=self._lease,
-                limit=free,
-                room_per_channel=lambda channel_id: per_channel - self._in_flight[channel_id],
-            )
-            if time.monotonic() - self._last_depth > 5:
-                self._last_depth = time.monotonic()
-                metrics.QUEUE_DEPTH.set(await queue_depth(session))
+    def _room(self, channel_id: str | None) -> int:
+        """How many more deliveries this channel may have claimed (in flight or queued)."""
+        queued = len(self._queued.get(channel_id, ()))
+        taken = self._in_flight[channel_id] + queued
+        return self._limits.per_channel + self._limits.prefetch - taken
+
+    async def _turn(self) -> bool:
+        """Record the attempts finished since the last turn and claim more, in one
+        transaction (on SQLite every transaction waits for the one writer)."""
+        limits = self._limits
+        free = 2 * limits.concurrency - len(self._sends) - self._queued_count
+        finished, self._finished = self._finished, []
+        batch: list[ClaimedDelivery] = []
+        if not finished and free <= 0:
+            return False
+        try:
+            async with self._services.db.write() as session:
+                await record_outcomes(session, finished)
+                if free > 0:
+                    batch = await claim_due_deliveries(
+                        session,
+                        now=utcnow(),
+                        lease=self._lease,
+                        limit=free,
+                        room_per_channel=self._room,
+                    )
+                await self._sample_queue_depth(session)
+        except Exception:
+            if finished:
+                # Their leases run out and they are sent again: at least once.
+                log.exception("recording %d delivery attempts failed", len(finished))
+            raise
         for claimed in batch:
-            channel_id = claimed.delivery.channel_id
-            self._in_flight[channel_id] += 1
-            task = asyncio.create_task(self._deliver(claimed))
-            self._sends.add(task)
-            task.add_done_callback(lambda t, c=channel_id: self._done(t, c))
-        return len(batch)
+            self._queued.setdefault(claimed.delivery.channel_id, deque()).append(claimed)
+        self._queued_count += len(batch)
+        self._start_sends(list(self._queued))
+        return bool(batch or finished)
+
+    async def _sample_queue_depth(self, session: Any) -> None:
+        if time.monotonic() - self._last_depth > 5:
+            self._last_depth = time.monotonic()
+            metrics.QUEUE_DEPTH.set(await queue_depth(session))
+
+    def _start_sends(self, channel_ids: Iterable[str | None]) -> None:
+        """Start queued deliveries while their channel and the worker have room."""
+        for channel_id in channel_ids:
+            queue = self._queued.get(channel_id)
+            while (
+                queue
+                and self._in_flight[channel_id] < self._limits.per_channel
+                and len(self._sends) < self._limits.concurrency
+            ):
+                claimed = queue.popleft()
+                self._queued_count -= 1
+                self._in_flight[channel_id] += 1
+                task = asyncio.create_task(self._deliver(claimed))
+                self._sends.add(task)
+                task.add_done_callback(lambda t, c=channel_id: self._done(t, c))
+            if not queue:
+                self._queued.pop(channel_id, None)
 
     def _done(self, task: asyncio.Task[None], channel_id: str | None) -> None:
         self._sends.discard(task)
         self._in_flight[channel_id] -= 1
         if self._in_flight[channel_id] <= 0:
             del self._in_flight[channel_id]
-        self._slot_freed.set()
+        # A slot of the channel is free; when the worker was full, a slot of any channel.
+        was_full = len(self._sends) + 1 >= self._limits.concurrency
+        self._start_sends(list(self._queued) if was_full else [channel_id])
         self._wake.set()
 
     async def _deliver(self, claimed: ClaimedDelivery) -> None:
@@ -223,22 +278,11 @@ class Worker:
                 finished_at=now,
             )
         )
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush())
-        await asyncio.shield(self._flushing)
+        # The slot is freed now; the run loop records the outcome with the next claim.
+        # Until then the row stays SENDING under its lease, so it is neither claimed twice
+        # nor lost if the process dies first (it is sent again).
         if status is DeliveryStatus.RETRYING:
             self._wake_at(next_at.timestamp() - now.timestamp())
-
-    async def _flush(self) -> None:
-        """Write the finished attempts in one transaction (group commit)."""
-        while self._finished:
-            batch, self._finished = self._finished, []
-            try:
-                async with self._services.db.write() as session:
-                    await record_outcomes(session, batch)
-            except Exception:
-                # The lease runs out and the deliveries are sent again: at least once.
-                log.exception("recording %d delivery attempts failed", len(batch))
 
     def _wake_at(self, delay: float) -> None:
         asyncio.get_running_loop().call_later(max(delay, 0), self._wake.set)

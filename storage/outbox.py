@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tocsin.storage.enums import DeliveryStatus
@@ -315,26 +315,41 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutco
             for o in outcomes
         ],
     )
-    for o in outcomes:
-        values: dict[str, Any] = {
-            "status": o.new_status,
-            "attempt_count": o.number,
-            "next_attempt_at": o.next_attempt_at,
-            "lease_expires_at": None,
-            "last_error": o.error,
-            "last_status_code": o.status_code,
-        }
-        if o.ok:
-            values["delivered_at"] = o.finished_at
-        # Only the lease holder may finish it: a delivery re-queued meanwhile is left alone.
-        await session.execute(
-            update(DeliveryRow)
-            .where(
-                DeliveryRow.id == o.delivery_id,
-                DeliveryRow.status == DeliveryStatus.SENDING.value,
-            )
-            .values(**values)
+    # One statement for every outcome (executemany): each round trip to SQLite's thread
+    # costs a turn of a busy event loop. Only the lease holder may finish a delivery: one
+    # re-queued meanwhile (no longer SENDING) is left alone.
+    table = DeliveryRow.__table__
+    finish = (
+        update(table)
+        .where(
+            table.c.id == bindparam("b_id"),
+            table.c.status == DeliveryStatus.SENDING.value,
         )
+        .values(
+            status=bindparam("b_status"),
+            attempt_count=bindparam("b_number"),
+            next_attempt_at=bindparam("b_next"),
+            lease_expires_at=None,
+            last_error=bindparam("b_error"),
+            last_status_code=bindparam("b_code"),
+            delivered_at=bindparam("b_delivered"),
+        )
+    )
+    await session.execute(
+        finish,
+        [
+            {
+                "b_id": o.delivery_id,
+                "b_status": o.new_status,
+                "b_number": o.number,
+                "b_next": o.next_attempt_at,
+                "b_error": o.error,
+                "b_code": o.status_code,
+                "b_delivered": o.finished_at if o.ok else None,
+            }
+            for o in outcomes
+        ],
+    )
 
 
 async def finish_without_attempt(
@@ -350,3 +365,14 @@ async def finish_without_attempt(
 async def queue_depth(session: AsyncSession) -> int:
     stmt = select(func.count()).where(DeliveryRow.status.in_([*_DUE, DeliveryStatus.SENDING.value]))
     return int(await session.scalar(stmt.select_from(DeliveryRow)) or 0)
+
+
+async def release_claims(session: AsyncSession, ids: Sequence[str], *, now: datetime) -> None:
+    """Hand claimed-but-unsent deliveries back (a worker stopping cleanly)."""
+    if not ids:
+        return
+    await session.execute(
+        update(DeliveryRow)
+        .where(DeliveryRow.id.in_(ids), DeliveryRow.status == DeliveryStatus.SENDING.value)
+        .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, lease_expires_at=None)
+    )
