@@ -315,3 +315,30 @@ async def test_emit_events_reports_bad_items_by_index(live: Api) -> None:
     assert result["emitEvents"]["errors"] == [
         {"field": ["inputs", "1", "title"], "code": "REQUIRED"}
     ]
+
+
+async def test_metrics_count_deliveries_by_kind_and_outcome(
+    live: Api, receiver: HttpReceiver
+) -> None:
+    def sample(text: str, name: str, **labels: str) -> float:
+        wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{{wanted}}} ") or line.startswith(f"{name}{{{wanted},"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = (await live.client.get("/metrics")).text
+    receiver.respond("/refused", 400)
+    await save(live, "Webhook", {"name": "ok", "url": receiver.url("/fine")})
+    await save(live, "Webhook", {"name": "refused", "url": receiver.url("/refused")})
+    await emit(live)
+    await settled(live, 2)
+    after = (await live.client.get("/metrics")).text
+
+    def grew(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert grew("tocsin_deliveries_total", kind="WEBHOOK", outcome="delivered") == 1
+    assert grew("tocsin_deliveries_total", kind="WEBHOOK", outcome="failed") == 1
+    assert grew("tocsin_delivery_attempt_duration_seconds_count", kind="WEBHOOK") == 2
+    assert "tocsin_delivery_queue_depth" in after
