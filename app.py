@@ -115,7 +115,7 @@ async def graphql_endpoint(request: Request) -> Response:
 
 def _formatted(error: GraphQLError) -> dict[str, Any]:
     """The error as the client sees it, without GraphQL's echo of the input's values."""
-    formatted = dict(error.formatted)
+    formatted: dict[str, Any] = dict(error.formatted)
     formatted["message"] = without_input_echo(formatted["message"])
     return formatted
 

@@ -11,6 +11,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from tocsin import metrics
@@ -186,7 +187,7 @@ class Worker:
                 self._in_flight[channel_id] += 1
                 task = asyncio.create_task(self._deliver(claimed))
                 self._sends.add(task)
-                task.add_done_callback(lambda t, c=channel_id: self._done(t, c))
+                task.add_done_callback(partial(self._done, channel_id=channel_id))
             if not queue:
                 self._queued.pop(channel_id, None)
 
@@ -281,7 +282,7 @@ class Worker:
         # The slot is freed now; the run loop records the outcome with the next claim.
         # Until then the row stays SENDING under its lease, so it is neither claimed twice
         # nor lost if the process dies first (it is sent again).
-        if status is DeliveryStatus.RETRYING:
+        if status is DeliveryStatus.RETRYING and next_at is not None:
             self._wake_at(next_at.timestamp() - now.timestamp())
 
     def _wake_at(self, delay: float) -> None:

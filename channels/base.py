@@ -34,7 +34,7 @@ class Message:
     occurred_at: datetime
 
 
-class _Masked(dict):  # type: ignore[type-arg]
+class _Masked(dict[str, Any]):
     """A dict whose repr never shows its values (they are decrypted secrets)."""
 
     def __repr__(self) -> str:

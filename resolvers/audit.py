@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from tocsin.resolvers.context import Context
 from tocsin.resolvers.pagination import Page, paginate
@@ -31,6 +32,6 @@ async def list_audit_entries(
 ) -> Page[AuditEntryRow]:
     stmt = select(AuditEntryRow)
     if action:
-        stmt = stmt.where(AuditEntryRow.action == action)
+        stmt = stmt.where(col(AuditEntryRow.action) == action)
     async with ctx.db.read() as session:
         return await paginate(session, stmt, AuditEntryRow.id, first=first, after=after)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from tocsin.resolvers import validation as check
 from tocsin.resolvers.audit import record_audit
@@ -113,9 +114,9 @@ def decrypt_secrets(box: SecretBox, row: ChannelRow) -> dict[str, Any]:
 
 
 async def list_channels(ctx: Context, *, kind: ChannelKind | None) -> list[ChannelRow]:
-    stmt = select(ChannelRow).order_by(ChannelRow.created_at, ChannelRow.id)
+    stmt = select(ChannelRow).order_by(col(ChannelRow.created_at), col(ChannelRow.id))
     if kind is not None:
-        stmt = stmt.where(ChannelRow.kind == kind.value)
+        stmt = stmt.where(col(ChannelRow.kind) == kind.value)
     async with ctx.db.read() as session:
         return list((await session.scalars(stmt)).all())
 
@@ -180,7 +181,7 @@ async def _load_or_new(session: AsyncSession, spec: KindSpec, channel_id: str | 
 
 
 async def _event_type_names(session: AsyncSession) -> set[str]:
-    return set((await session.scalars(select(EventTypeRow.name))).all())
+    return set((await session.scalars(select(col(EventTypeRow.name)))).all())
 
 
 def _apply_common(

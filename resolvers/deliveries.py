@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
+from sqlmodel import col
 from strawberry.dataloader import DataLoader
 
 from tocsin.resolvers.audit import record_audit
@@ -30,14 +31,14 @@ def _loader(
 
 async def _events_by_id(ctx: Context, ids: list[str]) -> list[EventRow | None]:
     async with ctx.db.read() as session:
-        rows = (await session.scalars(select(EventRow).where(EventRow.id.in_(ids)))).all()
+        rows = (await session.scalars(select(EventRow).where(col(EventRow.id).in_(ids)))).all()
     by_id = {row.id: row for row in rows}
     return [by_id.get(i) for i in ids]
 
 
 async def _channels_by_id(ctx: Context, ids: list[str]) -> list[ChannelRow | None]:
     async with ctx.db.read() as session:
-        rows = (await session.scalars(select(ChannelRow).where(ChannelRow.id.in_(ids)))).all()
+        rows = (await session.scalars(select(ChannelRow).where(col(ChannelRow.id).in_(ids)))).all()
     by_id = {row.id: row for row in rows}
     return [by_id.get(i) for i in ids]
 
@@ -45,8 +46,8 @@ async def _channels_by_id(ctx: Context, ids: list[str]) -> list[ChannelRow | Non
 async def _attempts_by_delivery(ctx: Context, ids: list[str]) -> list[list[DeliveryAttemptRow]]:
     stmt = (
         select(DeliveryAttemptRow)
-        .where(DeliveryAttemptRow.delivery_id.in_(ids))
-        .order_by(DeliveryAttemptRow.number)
+        .where(col(DeliveryAttemptRow.delivery_id).in_(ids))
+        .order_by(col(DeliveryAttemptRow.number))
     )
     async with ctx.db.read() as session:
         rows = (await session.scalars(stmt)).all()
@@ -57,7 +58,9 @@ async def _attempts_by_delivery(ctx: Context, ids: list[str]) -> list[list[Deliv
 
 
 async def _deliveries_by_event(ctx: Context, ids: list[str]) -> list[list[DeliveryRow]]:
-    stmt = select(DeliveryRow).where(DeliveryRow.event_id.in_(ids)).order_by(DeliveryRow.id)
+    stmt = (
+        select(DeliveryRow).where(col(DeliveryRow.event_id).in_(ids)).order_by(col(DeliveryRow.id))
+    )
     async with ctx.db.read() as session:
         rows = (await session.scalars(stmt)).all()
     grouped: dict[str, list[DeliveryRow]] = defaultdict(list)
@@ -68,12 +71,12 @@ async def _deliveries_by_event(ctx: Context, ids: list[str]) -> list[list[Delive
 
 async def _last_delivery_by_channel(ctx: Context, ids: list[str]) -> list[DeliveryRow | None]:
     newest = (
-        select(DeliveryRow.channel_id, func.max(DeliveryRow.id).label("id"))
-        .where(DeliveryRow.channel_id.in_(ids))
-        .group_by(DeliveryRow.channel_id)
+        select(col(DeliveryRow.channel_id), func.max(col(DeliveryRow.id)).label("id"))
+        .where(col(DeliveryRow.channel_id).in_(ids))
+        .group_by(col(DeliveryRow.channel_id))
         .subquery()
     )
-    stmt = select(DeliveryRow).join(newest, DeliveryRow.id == newest.c.id)
+    stmt = select(DeliveryRow).join(newest, col(DeliveryRow.id) == newest.c.id)
     async with ctx.db.read() as session:
         rows = (await session.scalars(stmt)).all()
     by_channel = {row.channel_id: row for row in rows}
@@ -115,19 +118,19 @@ async def list_deliveries(
 ) -> Page[DeliveryRow]:
     stmt = select(DeliveryRow)
     if query.event_type:
-        stmt = stmt.join(EventRow, EventRow.id == DeliveryRow.event_id).where(
-            EventRow.type == query.event_type
+        stmt = stmt.join(EventRow, col(EventRow.id) == col(DeliveryRow.event_id)).where(
+            col(EventRow.type) == query.event_type
         )
     if query.status is not None:
-        stmt = stmt.where(DeliveryRow.status == query.status.value)
+        stmt = stmt.where(col(DeliveryRow.status) == query.status.value)
     if query.channel_id:
-        stmt = stmt.where(DeliveryRow.channel_id == query.channel_id)
+        stmt = stmt.where(col(DeliveryRow.channel_id) == query.channel_id)
     if query.kind is not None:
-        stmt = stmt.where(DeliveryRow.channel_kind == query.kind.value)
+        stmt = stmt.where(col(DeliveryRow.channel_kind) == query.kind.value)
     if query.since is not None:
-        stmt = stmt.where(DeliveryRow.created_at >= query.since)
+        stmt = stmt.where(col(DeliveryRow.created_at) >= query.since)
     if query.until is not None:
-        stmt = stmt.where(DeliveryRow.created_at < query.until)
+        stmt = stmt.where(col(DeliveryRow.created_at) < query.until)
     async with ctx.db.read() as session:
         return await paginate(session, stmt, DeliveryRow.id, first=first, after=after)
 
@@ -137,7 +140,7 @@ async def list_events(
 ) -> Page[EventRow]:
     stmt = select(EventRow)
     if event_type:
-        stmt = stmt.where(EventRow.type == event_type)
+        stmt = stmt.where(col(EventRow.type) == event_type)
     async with ctx.db.read() as session:
         return await paginate(session, stmt, EventRow.id, first=first, after=after)
 
@@ -149,9 +152,9 @@ async def get_event(ctx: Context, event_id: str) -> EventRow | None:
 
 async def delivery_counts(ctx: Context) -> dict[str, int]:
     stmt = (
-        select(DeliveryRow.status, func.count())
+        select(col(DeliveryRow.status), func.count())
         .where(
-            DeliveryRow.status.in_(
+            col(DeliveryRow.status).in_(
                 [
                     DeliveryStatus.PENDING.value,
                     DeliveryStatus.SENDING.value,
@@ -160,7 +163,7 @@ async def delivery_counts(ctx: Context) -> dict[str, int]:
                 ]
             )
         )
-        .group_by(DeliveryRow.status)
+        .group_by(col(DeliveryRow.status))
     )
     async with ctx.db.read() as session:
         return {status: int(count) for status, count in (await session.execute(stmt)).all()}

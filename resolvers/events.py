@@ -90,7 +90,8 @@ class GroupCommitter:
 
     async def _drain(self) -> None:
         while self._queue:
-            batch, size = [], 0
+            batch: list[tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]] = []
+            size = 0
             while self._queue and (not batch or size + len(self._queue[0][0]) <= MAX_BATCH):
                 item = self._queue.pop(0)
                 batch.append(item)
@@ -106,9 +107,10 @@ class GroupCommitter:
         except IntegrityError:
             if len(batch) == 1:
                 # Another process took an idempotency key meanwhile: once more sees it.
-                written = await self._write_or_fail(batch, events)
-                if written is None:
+                retried = await self._write_or_fail(batch, events)
+                if retried is None:
                     return
+                written = retried
             else:
                 for item in batch:
                     await self._commit([item])
@@ -120,7 +122,11 @@ class GroupCommitter:
                     future.set_exception(exc)
             return
         if self._on_commit is not None:
-            self._on_commit()
+            try:
+                self._on_commit()
+            except Exception:
+                # The events are committed: their emitters get their answers regardless.
+                log.exception("waking the worker after a commit failed")
         start = 0
         for items, future in batch:
             if not future.done():

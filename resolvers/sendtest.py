@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from tocsin.channels.base import Destination, Message, SendContext, SendResult
 from tocsin.channels.registry import sender_for
@@ -50,10 +51,10 @@ async def _select(
                 return [], [not_found("channel", "channelId")]
             rows = [row]
         else:
-            stmt = select(ChannelRow).where(ChannelRow.enabled.is_(True))
+            stmt = select(ChannelRow).where(col(ChannelRow.enabled).is_(True))
             if kind is not None:
-                stmt = stmt.where(ChannelRow.kind == kind.value)
-            rows = list((await session.scalars(stmt.order_by(ChannelRow.created_at))).all())
+                stmt = stmt.where(col(ChannelRow.kind) == kind.value)
+            rows = list((await session.scalars(stmt.order_by(col(ChannelRow.created_at)))).all())
     rows = [row for row in rows if is_configured(row)]
     if not rows:
         what = "this channel" if channel_id else (kind.value.lower() if kind else "any")
@@ -113,7 +114,7 @@ async def send_test(
             outcome.channel.last_test = last_test
             await session.execute(
                 update(ChannelRow)
-                .where(ChannelRow.id == outcome.channel.id)
+                .where(col(ChannelRow.id) == outcome.channel.id)
                 .values(last_test=last_test)
             )
         record_audit(

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
+from sqlmodel import col
 
 from tocsin.resolvers import validation as check
 from tocsin.resolvers.audit import record_audit
@@ -74,7 +75,7 @@ class TokenResolver:
         async with self._services.db.read() as session:
             row = await session.scalar(
                 select(ApiTokenRow).where(
-                    ApiTokenRow.token_hash == digest, ApiTokenRow.revoked_at.is_(None)
+                    col(ApiTokenRow.token_hash) == digest, col(ApiTokenRow.revoked_at).is_(None)
                 )
             )
         if row is None:
@@ -88,7 +89,9 @@ class TokenResolver:
         self._last_written[token_id] = now
         async with self._services.db.write() as session:
             await session.execute(
-                update(ApiTokenRow).where(ApiTokenRow.id == token_id).values(last_used_at=utcnow())
+                update(ApiTokenRow)
+                .where(col(ApiTokenRow.id) == token_id)
+                .values(last_used_at=utcnow())
             )
 
 
@@ -139,8 +142,8 @@ async def revoke_token(*, services: Services, actor: str, token_id: str) -> bool
 
 async def list_tokens(db: Database) -> list[ApiTokenRow]:
     async with db.read() as session:
-        stmt = select(ApiTokenRow).where(ApiTokenRow.revoked_at.is_(None))
-        return list((await session.scalars(stmt.order_by(ApiTokenRow.id))).all())
+        stmt = select(ApiTokenRow).where(col(ApiTokenRow.revoked_at).is_(None))
+        return list((await session.scalars(stmt.order_by(col(ApiTokenRow.id)))).all())
 
 
 async def count_tokens(db: Database) -> int:

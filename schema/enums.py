@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import strawberry
 
-from tocsin.storage import enums
+from tocsin.storage.enums import (
+    ChannelKind,
+    DeliveryMode,
+    DeliveryStatus,
+    Priority,
+    Role,
+    SmtpSecurity,
+)
 
-ChannelKind = strawberry.enum(enums.ChannelKind)
-Priority = strawberry.enum(enums.Priority)
-DeliveryMode = strawberry.enum(enums.DeliveryMode)
-DeliveryStatus = strawberry.enum(enums.DeliveryStatus)
-SmtpSecurity = strawberry.enum(enums.SmtpSecurity)
-Role = strawberry.enum(enums.Role)
+__all__ = ["ChannelKind", "DeliveryMode", "DeliveryStatus", "Priority", "Role", "SmtpSecurity"]
+
+# strawberry.enum marks the class it is given and returns that same class, so the GraphQL
+# enums are the domain enums themselves, and type checkers see plain Enum classes.
+strawberry.enum(ChannelKind)
+strawberry.enum(Priority)
+strawberry.enum(DeliveryMode)
+strawberry.enum(DeliveryStatus)
+strawberry.enum(SmtpSecurity)
+strawberry.enum(Role)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from graphql import GraphQLErrorExtensions
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
@@ -13,7 +14,7 @@ from tocsin.storage.enums import Role
 class _RolePermission(BasePermission):
     roles: ClassVar[frozenset[Role]] = frozenset()
     message = "Your token's role may not do this."
-    error_extensions: ClassVar[dict[str, Any]] = {"code": "FORBIDDEN"}
+    error_extensions: GraphQLErrorExtensions | None = {"code": "FORBIDDEN"}
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         return info.context.principal.role in self.roles

@@ -263,7 +263,7 @@ class Event:
             type=row.type,
             title=row.title,
             detail=row.detail,
-            metadata=row.metadata_,
+            metadata=JSON(row.metadata_),
             priority=Priority(row.priority),
             dedup_key=row.dedup_key,
             source=row.source,
@@ -391,7 +391,7 @@ class AuditEntry:
             actor=row.actor,
             action=row.action,
             target=row.target,
-            details=row.details,
+            details=None if row.details is None else JSON(row.details),
         )
 
 

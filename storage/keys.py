@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from tocsin.storage.database import Database
 from tocsin.storage.secretbox import SecretBox
@@ -14,7 +15,7 @@ async def rotate_secrets(db: Database, box: SecretBox) -> int:
     async with db.write() as session:
         channels = (
             await session.scalars(
-                select(ChannelRow).where(ChannelRow.secrets_ciphertext.is_not(None))
+                select(ChannelRow).where(col(ChannelRow.secrets_ciphertext).is_not(None))
             )
         ).all()
         for channel in channels:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.tables import (
@@ -164,10 +165,10 @@ async def _events_by_idempotency_key(
     # A key older than the window is free again: release it so the unique index allows reuse.
     await session.execute(
         update(EventRow)
-        .where(EventRow.idempotency_key.in_(keys), EventRow.created_at <= cutoff)
+        .where(col(EventRow.idempotency_key).in_(keys), col(EventRow.created_at) <= cutoff)
         .values(idempotency_key=None)
     )
-    rows = await session.scalars(select(EventRow).where(EventRow.idempotency_key.in_(keys)))
+    rows = await session.scalars(select(EventRow).where(col(EventRow.idempotency_key).in_(keys)))
     return {row.idempotency_key: row for row in rows if row.idempotency_key}
 
 
@@ -176,8 +177,8 @@ async def _dedup_windows(session: AsyncSession, events: Sequence[NewEvent]) -> d
     if not types:
         return {}
     rows = await session.execute(
-        select(EventTypeRow.name, EventTypeRow.dedup_window_seconds).where(
-            EventTypeRow.name.in_(types)
+        select(col(EventTypeRow.name), col(EventTypeRow.dedup_window_seconds)).where(
+            col(EventTypeRow.name).in_(types)
         )
     )
     return {name: timedelta(seconds=seconds) for name, seconds in rows if seconds}
@@ -194,16 +195,16 @@ async def _last_sent_by_dedup_key(
         return {}
     conditions = [
         and_(
-            EventRow.type == event_type,
-            EventRow.dedup_key == key,
-            EventRow.created_at > now - windows[event_type],
+            col(EventRow.type) == event_type,
+            col(EventRow.dedup_key) == key,
+            col(EventRow.created_at) > now - windows[event_type],
         )
         for event_type, key in wanted
     ]
     stmt = (
-        select(EventRow.type, EventRow.dedup_key, func.max(EventRow.created_at))
-        .where(EventRow.deduplicated.is_(False), or_(*conditions))
-        .group_by(EventRow.type, EventRow.dedup_key)
+        select(col(EventRow.type), col(EventRow.dedup_key), func.max(col(EventRow.created_at)))
+        .where(col(EventRow.deduplicated).is_(False), or_(*conditions))
+        .group_by(col(EventRow.type), col(EventRow.dedup_key))
     )
     rows = await session.execute(stmt)
     return {(t, k): at for t, k, at in rows if k is not None}
@@ -232,19 +233,19 @@ async def claim_due_deliveries(
     ``room_per_channel`` caps how many one channel may take, so a slow channel cannot fill
     every slot."""
     due = or_(
-        and_(DeliveryRow.status.in_(_DUE), DeliveryRow.next_attempt_at <= now),
+        and_(col(DeliveryRow.status).in_(_DUE), col(DeliveryRow.next_attempt_at) <= now),
         and_(
-            DeliveryRow.status == DeliveryStatus.SENDING.value,
-            DeliveryRow.lease_expires_at < now,
+            col(DeliveryRow.status) == DeliveryStatus.SENDING.value,
+            col(DeliveryRow.lease_expires_at) < now,
         ),
     )
     candidates = (
-        select(DeliveryRow.id, DeliveryRow.channel_id)
+        select(col(DeliveryRow.id), col(DeliveryRow.channel_id))
         .where(due)
-        .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
+        .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.id))
         .limit(limit * 4)
     )
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     taken: dict[str | None, int] = {}
     ids: list[str] = []
@@ -259,14 +260,14 @@ async def claim_due_deliveries(
         return []
     await session.execute(
         update(DeliveryRow)
-        .where(DeliveryRow.id.in_(ids))
+        .where(col(DeliveryRow.id).in_(ids))
         .values(status=DeliveryStatus.SENDING.value, lease_expires_at=now + lease)
     )
     rows = await session.execute(
         select(DeliveryRow, EventRow, ChannelRow)
-        .join(EventRow, EventRow.id == DeliveryRow.event_id)
-        .outerjoin(ChannelRow, ChannelRow.id == DeliveryRow.channel_id)
-        .where(DeliveryRow.id.in_(ids))
+        .join(EventRow, col(EventRow.id) == col(DeliveryRow.event_id))
+        .outerjoin(ChannelRow, col(ChannelRow.id) == col(DeliveryRow.channel_id))
+        .where(col(DeliveryRow.id).in_(ids))
     )
     return [ClaimedDelivery(d, e, c) for d, e, c in rows.all()]
 
@@ -275,10 +276,10 @@ async def release_orphaned_sends(session: AsyncSession, *, now: datetime) -> int
     """Make every SENDING delivery due now (SQLite: one process, so they are ours, orphaned)."""
     result = await session.execute(
         update(DeliveryRow)
-        .where(DeliveryRow.status == DeliveryStatus.SENDING.value)
+        .where(col(DeliveryRow.status) == DeliveryStatus.SENDING.value)
         .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, lease_expires_at=None)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]  # a CursorResult, typed Result
 
 
 @dataclass(slots=True)
@@ -318,7 +319,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutco
     # One statement for every outcome (executemany): each round trip to SQLite's thread
     # costs a turn of a busy event loop. Only the lease holder may finish a delivery: one
     # re-queued meanwhile (no longer SENDING) is left alone.
-    table = DeliveryRow.__table__
+    table = DeliveryRow.metadata.tables["delivery"]
     finish = (
         update(table)
         .where(
@@ -357,13 +358,15 @@ async def finish_without_attempt(
 ) -> None:
     await session.execute(
         update(DeliveryRow)
-        .where(DeliveryRow.id == delivery_id)
+        .where(col(DeliveryRow.id) == delivery_id)
         .values(status=status, last_error=reason, lease_expires_at=None, next_attempt_at=None)
     )
 
 
 async def queue_depth(session: AsyncSession) -> int:
-    stmt = select(func.count()).where(DeliveryRow.status.in_([*_DUE, DeliveryStatus.SENDING.value]))
+    stmt = select(func.count()).where(
+        col(DeliveryRow.status).in_([*_DUE, DeliveryStatus.SENDING.value])
+    )
     return int(await session.scalar(stmt.select_from(DeliveryRow)) or 0)
 
 
@@ -373,6 +376,8 @@ async def release_claims(session: AsyncSession, ids: Sequence[str], *, now: date
         return
     await session.execute(
         update(DeliveryRow)
-        .where(DeliveryRow.id.in_(ids), DeliveryRow.status == DeliveryStatus.SENDING.value)
+        .where(
+            col(DeliveryRow.id).in_(ids), col(DeliveryRow.status) == DeliveryStatus.SENDING.value
+        )
         .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, lease_expires_at=None)
     )

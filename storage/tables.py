@@ -12,7 +12,7 @@ from tocsin.storage.types import UTCDateTime, new_id, utcnow
 
 
 def _utc(nullable: bool = False, index: bool = False) -> Any:
-    column = Column(UTCDateTime(), nullable=nullable, index=index)
+    column: Column[datetime] = Column(UTCDateTime(), nullable=nullable, index=index)
     if nullable:
         return Field(default=None, sa_column=column)
     return Field(default_factory=utcnow, sa_column=column)
