@@ -63,6 +63,9 @@ class WebhookSender(ChannelSender):
         try:
             headers = custom_headers(destination.secrets.get("headers") or {})
             headers["Content-Type"] = "application/json"
+            # The delivery id, the same on every retry, lets any receiver drop repeats
+            # (CONTRACT section 4), signed or not; a signing secret adds the signature.
+            headers["webhook-id"] = message.delivery_id
             secret = destination.secrets.get("signing_secret")
             if secret:
                 headers.update(signature_headers(secret, message.delivery_id, body))

@@ -65,6 +65,8 @@ async def test_body_is_the_contract_json(
     assert sent_at.endswith("+00:00")
     assert datetime.fromisoformat(sent_at) <= request.received_at
     assert "webhook-signature" not in request.headers
+    # unsigned, the delivery id still travels, so the receiver can drop repeats
+    assert request.headers["webhook-id"] == "dlv_01HZX3"
 
 
 async def test_signed_request_verifies_as_a_standard_webhooks_receiver_would(

@@ -154,8 +154,9 @@ async def test_5xx_is_retried_then_delivered(live: Api, receiver: HttpReceiver) 
         (2, False, 503),
         (3, True, 200),
     ]
-    # every attempt carried the same delivery id
-    assert len({r.json()["id"] for r in receiver.requests_to("/flaky")}) == 1
+    # every attempt carried the same delivery id, in the body and as webhook-id
+    requests = receiver.requests_to("/flaky")
+    assert len({(r.json()["id"], r.headers["webhook-id"]) for r in requests}) == 1
 
 
 async def test_400_fails_at_once(live: Api, receiver: HttpReceiver) -> None:
