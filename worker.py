@@ -23,6 +23,7 @@ from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.outbox import (
     AttemptOutcome,
     ClaimedDelivery,
+    DeliveryListener,
     claim_due_deliveries,
     finish_without_attempt,
     queue_depth,
@@ -72,6 +73,7 @@ class Worker:
         self._queued_count = 0
         self._sends: set[asyncio.Task[None]] = set()
         self._finished: list[AttemptOutcome] = []
+        self._listener: DeliveryListener | None = None
         timeout = services.settings.delivery_timeout
         # A claimed delivery may wait in its channel's queue behind every attempt in flight
         # (each bounded by the timeout) before its own; the lease outlasts all of that.
@@ -92,9 +94,18 @@ class Worker:
                 released = await release_orphaned_sends(session, now=utcnow())
             if released:
                 log.info("re-queued %d deliveries left half-sent by a previous run", released)
+        else:
+            try:
+                self._listener = await DeliveryListener.open(self._services.db.engine, self.wake)
+            except Exception as exc:
+                log.warning(
+                    "cannot LISTEN for new deliveries (%s); polling only", type(exc).__name__
+                )
         self._task = asyncio.create_task(self._run(), name="tocsin-worker")
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         if self._task is not None:
             self._task.cancel()
             try:

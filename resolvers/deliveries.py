@@ -16,6 +16,7 @@ from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.context import Context
 from tocsin.resolvers.pagination import Page, paginate
 from tocsin.storage.enums import ChannelKind, DeliveryStatus
+from tocsin.storage.outbox import notify_new_deliveries
 from tocsin.storage.tables import ChannelRow, DeliveryAttemptRow, DeliveryRow, EventRow
 from tocsin.storage.types import utcnow
 
@@ -179,6 +180,7 @@ async def retry_delivery(ctx: Context, delivery_id: str) -> DeliveryRow | None:
             row.status = DeliveryStatus.PENDING.value
             row.next_attempt_at = utcnow()
             row.cycle_start = row.attempt_count
+            await notify_new_deliveries(session)
             record_audit(
                 session,
                 actor=ctx.principal.name,
