@@ -68,7 +68,7 @@ def server_env(data_dir: Path, *, database_url: str | None = None, **extra: str)
     return env
 
 
-def _command() -> list[str]:
+def tocsin_command() -> list[str]:
     script = Path(sys.executable).with_name("tocsin")
     if script.exists():
         return [str(script)]
@@ -146,7 +146,7 @@ class TocsinServer:
         env |= self.env
         env["PYTHONUNBUFFERED"] = "1"
         self._process = subprocess.Popen(
-            [*_command(), "serve", "--host", LOOPBACK, "--port", str(self.port), *self.args],
+            [*tocsin_command(), "serve", "--host", LOOPBACK, "--port", str(self.port), *self.args],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
