@@ -243,7 +243,11 @@ def judge_response(
     snippet = response_snippet(_answer_text(body), fragments)
     error = f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"
     retryable = status in {408, 429} or status >= 500
-    retry_after = parse_retry_after(headers.get("retry-after")) if status in {429, 503} else None
+    retry_after = None
+    if status in {429, 503}:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        if retry_after is None and status == 429:
+            retry_after = body_retry_after(body)
     return SendResult(
         ok=False,
         latency_ms=latency_ms,
@@ -277,6 +281,24 @@ def json_body(payload: Mapping[str, Any]) -> bytes:
 
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def body_retry_after(body: bytes) -> float | None:
+    """The wait a JSON 429 answer names in its body, capped at an hour: Telegram's
+    ``parameters.retry_after``, Discord's ``retry_after`` (both seconds)."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    parameters = answer.get("parameters")
+    value = (
+        parameters.get("retry_after") if isinstance(parameters, dict) else answer.get("retry_after")
+    )
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return min(float(value), RETRY_AFTER_CAP)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -148,3 +148,26 @@ async def test_a_malformed_token_is_not_sent_anywhere(
 
     assert result.error == "Telegram bot token is malformed"
     assert receiver.requests == []
+
+
+async def test_flood_control_wait_in_the_body_is_honoured(
+    receiver: HttpReceiver,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    # Telegram names the wait in the JSON body, without a Retry-After header
+    receiver.respond(
+        PATH,
+        429,
+        body='{"ok": false, "error_code": 429, "description": "Too Many Requests: retry '
+        'after 17", "parameters": {"retry_after": 17}}',
+    )
+
+    result = await TelegramSender().send(
+        telegram_destination(make_destination), make_message(), context
+    )
+
+    assert result.retryable
+    assert result.status_code == 429
+    assert result.retry_after == 17
