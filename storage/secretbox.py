@@ -97,7 +97,7 @@ def _create_key_file(path: Path) -> None:
     place: a process starting at the same moment never reads a half-written key, and
     only one key wins (the loser reads the winner's).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -16,6 +16,7 @@ from tests.support import Api, make_settings, start_api
 from tocsin.resolvers.channels import decrypt_secrets
 from tocsin.services import open_services
 from tocsin.settings import ConfigurationError, Settings
+from tocsin.storage.database import create_engine
 from tocsin.storage.secretbox import SecretBox
 from tocsin.storage.tables import ChannelRow
 
@@ -272,3 +273,15 @@ async def test_bad_key_file_is_refused_naming_the_file(settings: Settings) -> No
             pass
     assert str(caught.value).startswith(f"the key file {keyless.key_file} is invalid")
     assert "not-a-key" not in str(caught.value)
+
+
+async def test_a_new_data_dir_is_private(tmp_path: Path) -> None:
+    # given data dirs that do not exist yet
+    for_key, for_db = tmp_path / "keys" / "data", tmp_path / "db" / "data"
+    # when the key file and the SQLite database are first made
+    SecretBox.from_settings(make_settings(for_key, "sqlite+aiosqlite://", secret_keys=None))
+    engine = create_engine(f"sqlite+aiosqlite:///{for_db / 'tocsin.db'}")
+    await engine.dispose()
+    # then only their owner may enter them
+    assert stat.S_IMODE(for_key.stat().st_mode) == 0o700
+    assert stat.S_IMODE(for_db.stat().st_mode) == 0o700
