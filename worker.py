@@ -10,7 +10,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -30,6 +30,7 @@ from tocsin.storage.outbox import (
     record_outcomes,
     release_claims,
     release_orphaned_sends,
+    renew_leases,
 )
 from tocsin.storage.types import utcnow
 
@@ -74,11 +75,11 @@ class Worker:
         self._sends: set[asyncio.Task[None]] = set()
         self._finished: list[AttemptOutcome] = []
         self._listener: DeliveryListener | None = None
-        timeout = services.settings.delivery_timeout
-        # A claimed delivery may wait in its channel's queue behind every attempt in flight
-        # (each bounded by the timeout) before its own; the lease outlasts all of that.
-        rounds = 1 + -(-limits.prefetch // limits.per_channel)
-        self._lease = timedelta(seconds=(timeout + 5) * rounds + 10)
+        self._held: dict[str, tuple[str, datetime]] = {}
+        "Deliveries claimed and not yet recorded: id -> (claim token, lease expiry)."
+        # Outlasts one attempt (bounded by the timeout, plus the guard's 5 s); a delivery
+        # that waits longer in its channel's queue has its lease renewed each loop turn.
+        self._lease = timedelta(seconds=services.settings.delivery_timeout + 15)
         self._last_depth = 0.0
 
     @property
@@ -112,7 +113,7 @@ class Worker:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        waiting = [c.delivery.id for queue in self._queued.values() for c in queue]
+        waiting = [(c.delivery.id, c.claim_token) for queue in self._queued.values() for c in queue]
         self._queued.clear()
         if self._sends:
             # Give attempts under way a moment; whatever is cut short is re-sent on restart.
@@ -126,6 +127,9 @@ class Worker:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the turn, so a wake-up during it (a commit, a finished send)
+            # is not lost.
+            self._wake.clear()
             try:
                 progressed = await self._turn()
             except asyncio.CancelledError:
@@ -135,7 +139,6 @@ class Worker:
                 progressed = False
             if progressed:
                 continue
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._limits.poll_seconds)
             except TimeoutError:
@@ -147,37 +150,56 @@ class Worker:
         taken = self._in_flight[channel_id] + queued
         return self._limits.per_channel + self._limits.prefetch - taken
 
+    def _full_channels(self) -> list[str | None]:
+        held = set(self._in_flight) | set(self._queued)
+        return [channel_id for channel_id in held if self._room(channel_id) <= 0]
+
+    def _leases_to_renew(self, now: datetime) -> list[tuple[str, str]]:
+        """Held deliveries past half their lease (waiting in a queue behind slow sends)."""
+        soon = now + self._lease / 2
+        return [(i, token) for i, (token, expires) in self._held.items() if expires < soon]
+
     async def _turn(self) -> bool:
-        """Record the attempts finished since the last turn and claim more, in one
-        transaction (on SQLite every transaction waits for the one writer)."""
+        """Record the attempts finished since the last turn, renew the leases that need it
+        and claim more, in one transaction (on SQLite every transaction waits for the one
+        writer)."""
         limits = self._limits
         free = 2 * limits.concurrency - len(self._sends) - self._queued_count
+        now = utcnow()
+        renew = self._leases_to_renew(now)
         finished, self._finished = self._finished, []
         batch: list[ClaimedDelivery] = []
-        if not finished and free <= 0:
+        if not finished and not renew and free <= 0:
             return False
         try:
             async with self._services.db.write() as session:
                 await record_outcomes(session, finished)
+                await renew_leases(session, renew, until=now + self._lease)
                 if free > 0:
                     batch = await claim_due_deliveries(
                         session,
-                        now=utcnow(),
+                        now=now,
                         lease=self._lease,
                         limit=free,
                         room_per_channel=self._room,
+                        full_channels=self._full_channels(),
                     )
                 await self._sample_queue_depth(session)
-        except Exception:
-            if finished:
-                # Their leases run out and they are sent again: at least once.
-                log.exception("recording %d delivery attempts failed", len(finished))
+        except BaseException:
+            # Nothing of this turn was stored: the outcomes wait for the next turn (or for
+            # stop()), so a delivery the receiver already has is not sent again.
+            self._finished[:0] = finished
             raise
+        for delivery_id, token in renew:
+            if delivery_id in self._held:
+                self._held[delivery_id] = (token, now + self._lease)
+        for claimed in batch:
+            self._held[claimed.delivery.id] = (claimed.claim_token, now + self._lease)
         for claimed in batch:
             self._queued.setdefault(claimed.delivery.channel_id, deque()).append(claimed)
         self._queued_count += len(batch)
         self._start_sends(list(self._queued))
-        return bool(batch or finished)
+        return bool(batch or finished or renew)
 
     async def _sample_queue_depth(self, session: Any) -> None:
         if time.monotonic() - self._last_depth > 5:
@@ -219,8 +241,9 @@ class Worker:
             status = DeliveryStatus.FAILED if channel is None else DeliveryStatus.SUPPRESSED
             async with self._services.db.write() as session:
                 await finish_without_attempt(
-                    session, delivery.id, status=status.value, reason=reason
+                    session, delivery.id, claimed.claim_token, status=status.value, reason=reason
                 )
+            self._held.pop(delivery.id, None)
             return
         context: SendContext = self._services.extras["send_context"]
         message = Message(
@@ -276,9 +299,11 @@ class Worker:
             status, next_at = DeliveryStatus.FAILED, None
         if status is not DeliveryStatus.RETRYING:
             metrics.DELIVERIES.labels(channel.kind, status.value.lower()).inc()
+        self._held.pop(delivery.id, None)
         self._finished.append(
             AttemptOutcome(
                 delivery_id=delivery.id,
+                claim_token=claimed.claim_token,
                 number=number,
                 started_at=started_at,
                 duration_ms=result.latency_ms,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -251,6 +251,7 @@ class ClaimedDelivery:
     delivery: DeliveryRow
     event: EventRow
     channel: ChannelRow | None
+    claim_token: str
 
 
 _DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
@@ -263,11 +264,13 @@ async def claim_due_deliveries(
     lease: timedelta,
     limit: int,
     room_per_channel: Callable[[str | None], int],
+    full_channels: Collection[str | None] = (),
 ) -> list[ClaimedDelivery]:
-    """Mark up to ``limit`` due deliveries SENDING under a lease and return them with their
-    event and channel. A SENDING delivery whose lease ran out (its worker died) is due again.
-    ``room_per_channel`` caps how many one channel may take, so a slow channel cannot fill
-    every slot."""
+    """Mark up to ``limit`` due deliveries SENDING under a lease and a fresh claim token and
+    return them with their event and channel. A SENDING delivery whose lease ran out (its
+    worker died) is due again. ``room_per_channel`` caps how many one channel may take, and
+    ``full_channels`` (no room at all) are left out of the query itself, so however long
+    their backlog, it cannot hide the other channels' deliveries."""
     due = or_(
         and_(col(DeliveryRow.status).in_(_DUE), col(DeliveryRow.next_attempt_at) <= now),
         and_(
@@ -275,8 +278,14 @@ async def claim_due_deliveries(
             col(DeliveryRow.lease_expires_at) < now,
         ),
     )
+    channel = col(DeliveryRow.channel_id)
+    full = [c for c in full_channels if c is not None]
+    if full:
+        due = and_(due, or_(channel.is_(None), channel.not_in(full)))
+    if None in full_channels:
+        due = and_(due, channel.is_not(None))
     candidates = (
-        select(col(DeliveryRow.id), col(DeliveryRow.channel_id))
+        select(col(DeliveryRow.id), channel)
         .where(due)
         .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.id))
         .limit(limit * 4)
@@ -294,10 +303,13 @@ async def claim_due_deliveries(
         ids.append(delivery_id)
     if not ids:
         return []
+    token = new_id()
     await session.execute(
         update(DeliveryRow)
         .where(col(DeliveryRow.id).in_(ids))
-        .values(status=DeliveryStatus.SENDING.value, lease_expires_at=now + lease)
+        .values(
+            status=DeliveryStatus.SENDING.value, lease_expires_at=now + lease, claim_token=token
+        )
     )
     rows = await session.execute(
         select(DeliveryRow, EventRow, ChannelRow)
@@ -305,7 +317,22 @@ async def claim_due_deliveries(
         .outerjoin(ChannelRow, col(ChannelRow.id) == col(DeliveryRow.channel_id))
         .where(col(DeliveryRow.id).in_(ids))
     )
-    return [ClaimedDelivery(d, e, c) for d, e, c in rows.all()]
+    return [ClaimedDelivery(d, e, c, token) for d, e, c in rows.all()]
+
+
+async def renew_leases(
+    session: AsyncSession, claims: Sequence[tuple[str, str]], *, until: datetime
+) -> None:
+    """Extend the lease of deliveries still held under these (id, claim token) pairs."""
+    if not claims:
+        return
+    table = DeliveryRow.metadata.tables["delivery"]
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.claim_token == bindparam("b_token"))
+        .values(lease_expires_at=until),
+        [{"b_id": delivery_id, "b_token": token} for delivery_id, token in claims],
+    )
 
 
 async def release_orphaned_sends(session: AsyncSession, *, now: datetime) -> int:
@@ -321,6 +348,7 @@ async def release_orphaned_sends(session: AsyncSession, *, now: datetime) -> int
 @dataclass(slots=True)
 class AttemptOutcome:
     delivery_id: str
+    claim_token: str
     number: int
     started_at: datetime
     duration_ms: float
@@ -360,6 +388,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutco
         update(table)
         .where(
             table.c.id == bindparam("b_id"),
+            table.c.claim_token == bindparam("b_token"),
             table.c.status == DeliveryStatus.SENDING.value,
         )
         .values(
@@ -377,6 +406,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutco
         [
             {
                 "b_id": o.delivery_id,
+                "b_token": o.claim_token,
                 "b_status": o.new_status,
                 "b_number": o.number,
                 "b_next": o.next_attempt_at,
@@ -390,11 +420,11 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutco
 
 
 async def finish_without_attempt(
-    session: AsyncSession, delivery_id: str, *, status: str, reason: str
+    session: AsyncSession, delivery_id: str, claim_token: str, *, status: str, reason: str
 ) -> None:
     await session.execute(
         update(DeliveryRow)
-        .where(col(DeliveryRow.id) == delivery_id)
+        .where(col(DeliveryRow.id) == delivery_id, col(DeliveryRow.claim_token) == claim_token)
         .values(status=status, last_error=reason, lease_expires_at=None, next_attempt_at=None)
     )
 
@@ -406,14 +436,16 @@ async def queue_depth(session: AsyncSession) -> int:
     return int(await session.scalar(stmt.select_from(DeliveryRow)) or 0)
 
 
-async def release_claims(session: AsyncSession, ids: Sequence[str], *, now: datetime) -> None:
-    """Hand claimed-but-unsent deliveries back (a worker stopping cleanly)."""
-    if not ids:
+async def release_claims(
+    session: AsyncSession, claims: Sequence[tuple[str, str]], *, now: datetime
+) -> None:
+    """Hand claimed-but-unsent deliveries, (id, claim token) pairs, back: a clean stop."""
+    if not claims:
         return
+    table = DeliveryRow.metadata.tables["delivery"]
     await session.execute(
-        update(DeliveryRow)
-        .where(
-            col(DeliveryRow.id).in_(ids), col(DeliveryRow.status) == DeliveryStatus.SENDING.value
-        )
-        .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, lease_expires_at=None)
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.claim_token == bindparam("b_token"))
+        .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, lease_expires_at=None),
+        [{"b_id": delivery_id, "b_token": token} for delivery_id, token in claims],
     )

@@ -128,6 +128,8 @@ class DeliveryRow(SQLModel, table=True):
     "attempt_count when the current retry budget began (retryDelivery starts a new one)."
     next_attempt_at: datetime | None = _utc(nullable=True)
     lease_expires_at: datetime | None = _utc(nullable=True)
+    claim_token: str | None = Field(default=None, max_length=32)
+    "Set by each claim: only the holder of the current claim may record the outcome."
     last_error: str | None = Field(default=None, max_length=500)
     last_status_code: int | None = None
     created_at: datetime = _utc()

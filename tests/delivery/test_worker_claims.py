@@ -1,0 +1,151 @@
+"""The worker's claims: a long backlog on one channel does not hide the others, only the
+current claim's holder records an outcome, held claims keep their lease, and a clean stop
+leaves nothing the receiver already has to be sent again."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from tests.delivery.test_delivery import emit, save
+from tests.peers import HttpReceiver
+from tests.support import Api, eventually
+from tocsin.storage.outbox import AttemptOutcome, claim_due_deliveries, record_outcomes
+from tocsin.storage.tables import DeliveryRow
+from tocsin.storage.types import utcnow
+from tocsin.worker import Worker
+
+EMIT_MANY = """mutation($i: [EmitEventInput!]!) { emitEvents(inputs: $i) { errors { code } } }"""
+
+
+async def emit_many(api: Api, count: int, title: str) -> None:
+    for start in range(0, count, 500):
+        inputs = [{"type": "test", "title": f"{title} {i}"} for i in range(start, start + 500)]
+        result = await api.ok(EMIT_MANY, {"i": inputs})
+        assert result["emitEvents"]["errors"] == []
+
+
+async def test_a_long_backlog_on_one_channel_does_not_hide_the_others(
+    live: Api, receiver: HttpReceiver
+) -> None:
+    # given a hanging destination with a backlog longer than any claim looks at
+    receiver.respond("/stuck", hang=30)
+    await save(live, "Webhook", {"name": "stuck", "url": receiver.url("/stuck")})
+    await emit_many(live, 1500, "backlog")
+    await receiver.wait_for_requests(8, path="/stuck", timeout=10)
+    # when a healthy channel appears and an event is emitted
+    await save(live, "Webhook", {"name": "healthy", "url": receiver.url("/healthy")})
+    await emit(live, title="for the healthy one")
+    # then it is delivered at once, not after the backlog
+    [request] = await receiver.wait_for_requests(1, path="/healthy", timeout=5)
+    assert request.json()["title"] == "for the healthy one"
+
+
+async def test_only_the_current_claim_records_the_outcome(
+    live: Api, receiver: HttpReceiver
+) -> None:
+    db = live.services.db
+    await live.services.extras["worker"].stop()  # claims are made by hand here
+    await save(live, "Webhook", {"url": receiver.url("/x")})
+    await emit(live)
+    lease = timedelta(seconds=30)
+
+    def outcome(delivery_id: str, token: str, status: str) -> AttemptOutcome:
+        now = utcnow()
+        return AttemptOutcome(
+            delivery_id=delivery_id,
+            claim_token=token,
+            number=1,
+            started_at=now,
+            duration_ms=1.0,
+            ok=status == "DELIVERED",
+            status_code=200 if status == "DELIVERED" else 500,
+            error=None,
+            new_status=status,
+            next_attempt_at=None,
+            finished_at=now,
+        )
+
+    # given a claim whose lease ran out and that another worker then took over
+    async with db.write() as session:
+        [first] = await claim_due_deliveries(
+            session, now=utcnow(), lease=lease, limit=10, room_per_channel=lambda _: 10
+        )
+        delivery_id = first.delivery.id
+        await session.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.id == delivery_id)  # type: ignore[arg-type]
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    async with db.write() as session:
+        [second] = await claim_due_deliveries(
+            session, now=utcnow(), lease=lease, limit=10, room_per_channel=lambda _: 10
+        )
+    assert second.delivery.id == delivery_id and second.claim_token != first.claim_token
+
+    # when the first, stale holder reports, nothing changes
+    async with db.write() as session:
+        await record_outcomes(session, [outcome(delivery_id, first.claim_token, "FAILED")])
+    async with db.read() as session:
+        row = await session.get(DeliveryRow, delivery_id)
+        assert row is not None and row.status == "SENDING"
+    # and the current holder's outcome is the one recorded
+    async with db.write() as session:
+        await record_outcomes(session, [outcome(delivery_id, second.claim_token, "DELIVERED")])
+    async with db.read() as session:
+        row = await session.get(DeliveryRow, delivery_id)
+        assert row is not None and row.status == "DELIVERED"
+
+
+async def test_held_claims_keep_their_lease(live: Api, receiver: HttpReceiver) -> None:
+    # given deliveries held by the worker, waiting on a slow receiver
+    receiver.respond("/slow", hang=30)
+    await save(live, "Webhook", {"url": receiver.url("/slow")})
+    await emit_many(live, 500, "slow")
+    worker: Worker = live.services.extras["worker"]
+    await receiver.wait_for_requests(8, path="/slow", timeout=10)
+    # when their leases are about to run out (as after a long wait in the queue)
+    held = dict(worker._held)
+    assert len(held) == 16  # 8 sending, 8 queued
+    nearly = utcnow() + timedelta(seconds=1)
+    for delivery_id, (token, _) in held.items():
+        worker._held[delivery_id] = (token, nearly)
+    worker.wake()
+
+    # then the worker extends them in the database before anyone else may claim them
+    async def renewed() -> bool:
+        async with live.services.db.read() as session:
+            leases = (
+                await session.scalars(
+                    select(DeliveryRow.lease_expires_at).where(
+                        DeliveryRow.id.in_(list(held))  # type: ignore[attr-defined]
+                    )
+                )
+            ).all()
+        return all(
+            lease is not None and lease > utcnow() + timedelta(seconds=5) for lease in leases
+        )
+
+    await eventually(renewed, timeout=5)
+
+
+async def test_a_clean_stop_leaves_nothing_delivered_to_send_again(
+    live: Api, receiver: HttpReceiver
+) -> None:
+    receiver.respond("/fast", 200)
+    await save(live, "Webhook", {"url": receiver.url("/fast")})
+    await emit_many(live, 500, "fast")
+    await receiver.wait_for_requests(100, path="/fast", timeout=20)
+    # when the worker stops while deliveries are under way
+    await live.services.extras["worker"].stop()
+    await asyncio.sleep(0.1)
+    # then everything the receiver answered is recorded as DELIVERED, and no delivery is
+    # left SENDING (the unsent ones are handed back as PENDING)
+    received = {r.headers["webhook-id"] for r in receiver.requests_to("/fast")}
+    async with live.services.db.read() as session:
+        rows = (await session.execute(select(DeliveryRow.id, DeliveryRow.status))).all()
+    statuses = dict(rows)
+    assert {statuses[i] for i in received} == {"DELIVERED"}
+    assert "SENDING" not in statuses.values()
