@@ -75,6 +75,7 @@ class Worker:
         self._sends: set[asyncio.Task[None]] = set()
         self._finished: list[AttemptOutcome] = []
         self._listener: DeliveryListener | None = None
+        self._stopping = False
         self._held: dict[str, tuple[str, datetime]] = {}
         "Deliveries claimed and not yet recorded: id -> (claim token, lease expiry)."
         # Outlasts one attempt (bounded by the timeout, plus the guard's 5 s); a delivery
@@ -107,8 +108,16 @@ class Worker:
     async def stop(self) -> None:
         if self._listener is not None:
             await self._listener.close()
+            self._listener = None
         if self._task is not None:
-            self._task.cancel()
+            # Ask the loop to stop between turns: cancelled in the middle of a commit, it
+            # could not know which deliveries it had just claimed, nor hand them back.
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=10)
+            except TimeoutError:
+                self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
@@ -126,7 +135,7 @@ class Worker:
             await release_claims(session, waiting, now=utcnow())
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             # Cleared before the turn, so a wake-up during it (a commit, a finished send)
             # is not lost.
             self._wake.clear()
