@@ -103,6 +103,7 @@ class Worker:
                 log.warning(
                     "cannot LISTEN for new deliveries (%s); polling only", type(exc).__name__
                 )
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="tocsin-worker")
 
     async def stop(self) -> None:
@@ -124,6 +125,9 @@ class Worker:
                 pass
         waiting = [(c.delivery.id, c.claim_token) for queue in self._queued.values() for c in queue]
         self._queued.clear()
+        self._queued_count = 0
+        for delivery_id, _ in waiting:
+            self._held.pop(delivery_id, None)
         if self._sends:
             # Give attempts under way a moment; whatever is cut short is re-sent on restart.
             await asyncio.wait(self._sends, timeout=2)

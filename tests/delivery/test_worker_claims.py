@@ -149,3 +149,9 @@ async def test_a_clean_stop_leaves_nothing_delivered_to_send_again(
     statuses = dict(rows)
     assert {statuses[i] for i in received} == {"DELIVERED"}
     assert "SENDING" not in statuses.values()
+
+    # and when the same worker starts again, every event arrives
+    worker: Worker = live.services.extras["worker"]
+    await worker.start()
+    requests = await receiver.wait_for_requests(500, path="/fast", timeout=20)
+    assert len({r.json()["event_id"] for r in requests}) == 500
