@@ -33,6 +33,8 @@ from tocsin.storage.tables import (
 from tocsin.storage.types import new_id
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+_DELIVERY = DeliveryRow.metadata.tables["delivery"]
+"The delivery table, for executemany statements keyed by bound parameters."
 
 
 @dataclass(slots=True)
@@ -324,13 +326,19 @@ async def renew_leases(
     session: AsyncSession, claims: Sequence[tuple[str, str]], *, until: datetime
 ) -> None:
     """Extend the lease of deliveries still held under these (id, claim token) pairs."""
+    await _update_held_claims(session, claims, lease_expires_at=until)
+
+
+async def _update_held_claims(
+    session: AsyncSession, claims: Sequence[tuple[str, str]], **values: Any
+) -> None:
+    """One UPDATE (executemany) of the deliveries still held under these claims."""
     if not claims:
         return
-    table = DeliveryRow.metadata.tables["delivery"]
     await session.execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.claim_token == bindparam("b_token"))
-        .values(lease_expires_at=until),
+        update(_DELIVERY)
+        .where(_DELIVERY.c.id == bindparam("b_id"), _DELIVERY.c.claim_token == bindparam("b_token"))
+        .values(**values),
         [{"b_id": delivery_id, "b_token": token} for delivery_id, token in claims],
     )
 
@@ -381,15 +389,14 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutco
         ],
     )
     # One statement for every outcome (executemany): each round trip to SQLite's thread
-    # costs a turn of a busy event loop. Only the lease holder may finish a delivery: one
-    # re-queued meanwhile (no longer SENDING) is left alone.
-    table = DeliveryRow.metadata.tables["delivery"]
+    # costs a turn of a busy event loop. Only the holder of the current claim may finish a
+    # delivery: one claimed again by another worker (a new token) is left alone.
     finish = (
-        update(table)
+        update(_DELIVERY)
         .where(
-            table.c.id == bindparam("b_id"),
-            table.c.claim_token == bindparam("b_token"),
-            table.c.status == DeliveryStatus.SENDING.value,
+            _DELIVERY.c.id == bindparam("b_id"),
+            _DELIVERY.c.claim_token == bindparam("b_token"),
+            _DELIVERY.c.status == DeliveryStatus.SENDING.value,
         )
         .values(
             status=bindparam("b_status"),
@@ -440,12 +447,10 @@ async def release_claims(
     session: AsyncSession, claims: Sequence[tuple[str, str]], *, now: datetime
 ) -> None:
     """Hand claimed-but-unsent deliveries, (id, claim token) pairs, back: a clean stop."""
-    if not claims:
-        return
-    table = DeliveryRow.metadata.tables["delivery"]
-    await session.execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.claim_token == bindparam("b_token"))
-        .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, lease_expires_at=None),
-        [{"b_id": delivery_id, "b_token": token} for delivery_id, token in claims],
+    await _update_held_claims(
+        session,
+        claims,
+        status=DeliveryStatus.PENDING.value,
+        next_attempt_at=now,
+        lease_expires_at=None,
     )
