@@ -21,11 +21,12 @@ from strawberry.http.ides import get_graphql_ide_html
 
 from tocsin import metrics
 from tocsin.resolvers.context import Context, Principal, Services
+from tocsin.resolvers.sendtest import send_test
 from tocsin.resolvers.tokens import TokenResolver
 from tocsin.schema import schema, without_input_echo
 from tocsin.services import open_services
 from tocsin.settings import Settings, load_settings
-from tocsin.storage.enums import Role
+from tocsin.storage.enums import ChannelKind, Role
 
 log = logging.getLogger("tocsin.http")
 access_log = logging.getLogger("tocsin.access")
@@ -122,9 +123,6 @@ def _formatted(error: GraphQLError) -> dict[str, Any]:
 
 async def notifications_test_endpoint(request: Request) -> Response:
     """POST /api/notifications/test: sendTest for scripts."""
-    from tocsin.resolvers.sendtest import send_test
-    from tocsin.storage.enums import ChannelKind
-
     principal = await authenticate(request)
     if principal is None:
         return JSONResponse({"error": "UNAUTHENTICATED"}, status_code=401)
