@@ -28,8 +28,15 @@ from tests.e2e.server import (
     wait_for_events,
 )
 from tests.peers import HttpReceiver
+from tests.support import PG_URL
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    # Issue 4's acceptance 6 is about SQLite's single write lock ("on SQLite"); on
+    # PostgreSQL concurrent emits are covered by the kill -9 under load test. Running it
+    # there as well cost 20 s of a suite that must stay under 5 minutes.
+    pytest.mark.skipif(bool(PG_URL), reason="the 32-client load test is about SQLite"),
+]
 
 CLIENTS = 32
 LOAD_SECONDS = 10.0
