@@ -25,7 +25,11 @@ from tocsin.storage.migrate import upgrade_to_head
 
 PG_URL = os.environ.get("TOCSIN_TEST_DATABASE_URL")
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
-TEMPLATE_DB = "tocsin_template"
+# Named after the database of TOCSIN_TEST_DATABASE_URL, so that two runs against one
+# server (side by side, with different database names) never drop each other's copies.
+_PG_NAME = PG_URL.rsplit("/", 1)[1] if PG_URL else "tocsin"
+TEMPLATE_DB = f"{_PG_NAME}_template"
+TEST_DB_PREFIX = f"{_PG_NAME}_t_"
 
 
 def _pg_admin_url() -> str:
@@ -52,7 +56,7 @@ async def _drop_test_databases() -> None:
     connection = await asyncpg.connect(dsn)
     try:
         names = await connection.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'tocsin_t_%'"
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", TEST_DB_PREFIX + "%"
         )
         for record in names:
             await connection.execute(f'DROP DATABASE IF EXISTS "{record[0]}" WITH (FORCE)')
@@ -77,7 +81,7 @@ async def migrate_template(tmp_dir: Path) -> str:
 
 async def new_database_url(template: str, data_dir: Path) -> str:
     if PG_URL:
-        name = f"tocsin_t_{uuid.uuid4().hex[:12]}"
+        name = f"{TEST_DB_PREFIX}{uuid.uuid4().hex[:12]}"
         await _pg_execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
         return PG_URL.rsplit("/", 1)[0] + f"/{name}"
     target = data_dir / "tocsin.db"
