@@ -103,7 +103,9 @@ def is_configured(row: ChannelRow) -> bool:
 def url_hint(url: str) -> str:
     """scheme://host/…/last4 — enough to recognise a URL, not enough to use it."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}/…/{url[-4:]}"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+    return f"{parts.scheme}://{host}/…/{url[-4:]}"
 
 
 def decrypt_secrets(box: SecretBox, row: ChannelRow) -> dict[str, Any]:

@@ -8,10 +8,15 @@ import ssl
 import time
 from typing import Any
 
+import pytest
+
 from tests.channels import CANARY, MakeDestination, MakeMessage
+from tests.channels.loopback_names import loopback_name
 from tests.peers import SmtpServer
 from tocsin.channels.base import Destination, SendContext
 from tocsin.channels.email import EmailSender
+
+LOOPBACK_NAME = loopback_name()
 
 
 def email_destination(
@@ -249,22 +254,54 @@ async def test_temporary_rejection_is_retryable_and_permanent_is_not(
     assert (permanent.retryable, permanent.status_code) == (False, 550)
 
 
+@pytest.mark.parametrize(
+    ("host", "says"),
+    [
+        ("localhost", "localhost is always this host, a loopback address"),
+        ("127.0.0.1", "127.0.0.1 is a loopback address"),
+        ("2130706433", "2130706433 is 127.0.0.1, a loopback address"),
+        ("0x7f.1", "0x7f.1 is 127.0.0.1, a loopback address"),
+        (
+            "::ffff:7f00:1",
+            "::ffff:7f00:1 is an IPv4-mapped address of 127.0.0.1, a loopback address",
+        ),
+        ("2002:7f00:1::", "2002:7f00:1:: is a 6to4 address of 127.0.0.1, a loopback address"),
+    ],
+)
 async def test_the_smtp_host_is_checked_like_any_destination(
+    host: str,
+    says: str,
     smtp_server: SmtpServer,
     context: SendContext,
     make_message: MakeMessage,
     make_destination: MakeDestination,
 ) -> None:
     nothing_allowed = dataclasses.replace(context, allowed_networks=())
-    by_name = email_destination(make_destination, smtp_server)
-    by_address = email_destination(make_destination, smtp_server, smtp_host="127.0.0.1")
+    destination = email_destination(make_destination, smtp_server, smtp_host=host)
 
-    named = await EmailSender().send(by_name, make_message(), nothing_allowed)
-    literal = await EmailSender().send(by_address, make_message(), nothing_allowed)
+    result = await EmailSender().send(destination, make_message(), nothing_allowed)
 
-    assert named.error == "destination not allowed: localhost resolves to a loopback address"
-    assert literal.error == "destination not allowed: 127.0.0.1 is a loopback address"
-    assert not named.retryable and not literal.retryable
+    assert result.error == f"destination not allowed: {says}"
+    assert not result.retryable
+    assert smtp_server.messages == []
+
+
+@pytest.mark.skipif(LOOPBACK_NAME is None, reason="no host name here resolves to loopback only")
+async def test_an_smtp_host_name_that_resolves_to_loopback_is_refused(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    nothing_allowed = dataclasses.replace(context, allowed_networks=())
+    destination = email_destination(make_destination, smtp_server, smtp_host=LOOPBACK_NAME)
+
+    result = await EmailSender().send(destination, make_message(), nothing_allowed)
+
+    assert result.error == (
+        f"destination not allowed: {LOOPBACK_NAME} resolves to 127.0.0.1, a loopback address"
+    )
+    assert not result.retryable
     assert smtp_server.messages == []
 
 
