@@ -200,6 +200,11 @@ async def _deliver(
 ) -> None:
     targets = await resolve_smtp_host(settings.host, settings.port, context.allowed_networks)
     sock = await _open_socket(targets)
+    try:
+        _refuse_plaintext_login(settings, sock, context.allowed_networks)
+    except SmtpRefusal:
+        sock.close()
+        raise
     smtp = aiosmtplib.SMTP(
         hostname=settings.host,  # what TLS verifies the certificate against
         sock=sock,
@@ -226,6 +231,25 @@ async def _deliver(
         await smtp.quit()
     finally:
         smtp.close()
+
+
+def _refuse_plaintext_login(
+    settings: SmtpSettings, sock: socket.socket, allowed: Sequence[IPNetwork]
+) -> None:
+    """No login in clear text except to an address the operator allowed (a local relay).
+
+    Checked on the connected address, before a byte is sent: a name may resolve anywhere.
+    Rows saved before the save-time check existed end here too.
+    """
+    if settings.security != "NONE" or not (settings.username and settings.password):
+        return
+    peer = ipaddress.ip_address(sock.getpeername()[0])
+    if not egress.in_allowed_networks(peer, allowed):
+        raise SmtpRefusal(
+            f"refusing to send the SMTP login in clear text to {settings.host} ({peer}): "
+            "use security STARTTLS or TLS (plain text with a login only goes to "
+            "TOCSIN_ALLOWED_PRIVATE_NETWORKS)"
+        )
 
 
 async def resolve_smtp_host(

@@ -149,6 +149,14 @@ async def save_channel(
             _apply_common(row, spec, changes, problems, audit_changes, known_types, creating)
             _apply_config(ctx, row, spec, changes, problems, audit_changes)
             _apply_secrets(ctx, row, spec, changes, problems, audit_changes)
+            if kind is ChannelKind.EMAIL:
+                check.check_plaintext_login(
+                    problems,
+                    row.config,
+                    password_set="password" in row.secrets_set,
+                    changed=changes.keys(),
+                    allowed=ctx.settings.allowed_private_networks,
+                )
             if problems:
                 raise ProblemError(problems.items)
             row.updated_at = utcnow()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from ipaddress import IPv4Address
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +15,8 @@ from email_validator import EmailNotValidError, validate_email
 from tocsin.channels.egress import (
     NotAnAddress,
     host_refusal,
+    in_allowed_networks,
+    is_loopback_name,
     parse_host,
     url_allowed_scheme,
 )
@@ -175,6 +177,50 @@ def _check_destination(
         problems.add(path, code, f"Write the address as {address}.")
         return False
     return True
+
+
+PLAINTEXT_LOGIN_FIELDS = {"security", "password", "username", "smtp_host"}
+
+
+def check_plaintext_login(
+    problems: Problems,
+    config: Mapping[str, Any],
+    *,
+    password_set: bool,
+    changed: Collection[str],
+    allowed: Sequence[IPNetwork],
+) -> None:
+    """Security NONE with a login sends the password in clear text: only to an SMTP host
+    inside the allowed networks. A name is decided at send, on the connected address (it
+    can pass there only if some network is allowed); an update that touches none of these
+    fields is not refused, so that a channel saved earlier can still be renamed or disabled.
+    """
+    if not PLAINTEXT_LOGIN_FIELDS & set(changed):
+        return
+    if config.get("security") != "NONE" or not (password_set and config.get("username")):
+        return
+    host = str(config.get("smtp_host") or "")
+    try:
+        address = IPv4Address("127.0.0.1") if is_loopback_name(host) else parse_host(host)
+    except NotAnAddress:
+        return  # the host itself is refused (INVALID_HOST)
+    if address is None:
+        permitted = bool(allowed)
+    else:
+        permitted = in_allowed_networks(address, allowed)
+    if permitted:
+        return
+    where = (
+        "the SMTP host is a name and TOCSIN_ALLOWED_PRIVATE_NETWORKS is empty"
+        if address is None
+        else f"{host} is not inside TOCSIN_ALLOWED_PRIVATE_NETWORKS"
+    )
+    problems.add(
+        "security" if "security" in changed or "password" not in changed else "password",
+        "PLAINTEXT_LOGIN_NOT_ALLOWED",
+        "With security NONE the SMTP password would travel in clear text: use STARTTLS or "
+        f"TLS. Plain text with a login only goes to a host inside the allowed networks ({where}).",
+    )
 
 
 def check_signing_secret(problems: Problems, path: str, secret: str) -> None:

@@ -450,6 +450,102 @@ async def test_email_boundaries_are_accepted(api: Api) -> None:
         assert len(payload["channel"]["to"]) == 50
 
 
+# -- plain-text SMTP with a login --------------------------------------------------------
+
+LOGIN = {"to": ["ops@example.com"], "username": "bot@example.com", "password": "hunter2-pw"}
+
+
+@pytest.mark.parametrize(
+    ("strict", "host"),
+    [
+        (True, "smtp.example.com"),  # a name, and no network allowed: it can never pass at send
+        (True, "93.184.216.34"),
+        (False, "93.184.216.34"),  # public, so not inside 127.0.0.0/8
+        (False, "2606:4700:4700::1111"),
+    ],
+)
+async def test_security_none_with_a_login_is_refused_outside_the_allowed_networks(
+    api: Api, strict_api: Api, strict: bool, host: str
+) -> None:
+    data = {**LOGIN, "smtpHost": host, "security": "NONE"}
+    payload = await assert_refused(
+        strict_api if strict else api, "Email", data, ["security"], "PLAINTEXT_LOGIN_NOT_ALLOWED"
+    )
+    assert "clear text" in payload["errors"][0]["message"]
+    assert "hunter2" not in payload["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "smtp.example.com"])
+async def test_security_none_with_a_login_is_accepted_inside_the_allowed_networks(
+    api: Api, host: str
+) -> None:
+    # a literal address inside 127.0.0.0/8, or a name (decided at send, on the address)
+    payload = await save(api, "Email", {**LOGIN, "smtpHost": host, "security": "NONE"})
+    assert payload["errors"] == []
+    assert payload["channel"]["security"] == "NONE"
+    assert payload["channel"]["passwordSet"] is True
+
+
+async def test_security_none_without_a_login_is_accepted_anywhere(strict_api: Api) -> None:
+    data = {"to": ["ops@example.com"], "smtpHost": "smtp.example.com", "security": "NONE"}
+    payload = await save(strict_api, "Email", data)
+    assert payload["errors"] == []
+    username_only = await save(strict_api, "Email", {**data, "username": "bot@example.com"})
+    assert username_only["errors"] == []
+
+
+async def test_switching_an_smtp_channel_to_plain_text_is_refused_on_the_field_that_changed(
+    api: Api,
+) -> None:
+    # given a channel that logs in over TLS to a public address
+    channel = await create(api, "Email", {**LOGIN, "smtpHost": "93.184.216.34", "security": "TLS"})
+    # when its security becomes NONE, then the refusal is on security
+    await assert_refused(
+        api,
+        "Email",
+        {"id": channel["id"], "security": "NONE"},
+        ["security"],
+        "PLAINTEXT_LOGIN_NOT_ALLOWED",
+    )
+    # and given a plain channel without a password, adding one is refused on password
+    plain = await create(
+        api,
+        "Email",
+        {
+            "to": ["ops@example.com"],
+            "username": "bot",
+            "smtpHost": "93.184.216.34",
+            "security": "NONE",
+        },
+    )
+    await assert_refused(
+        api,
+        "Email",
+        {"id": plain["id"], "password": "pw"},
+        ["password"],
+        "PLAINTEXT_LOGIN_NOT_ALLOWED",
+    )
+    await assert_unchanged(api, channel)
+    await assert_unchanged(api, plain)
+
+
+async def test_a_plain_text_channel_can_still_be_renamed_or_disabled(api: Api) -> None:
+    # given a plain channel with a login to an allowed address
+    channel = await create(api, "Email", {**LOGIN, "smtpHost": "127.0.0.1", "security": "NONE"})
+    # when its host moves to a public address, then that is refused
+    await assert_refused(
+        api,
+        "Email",
+        {"id": channel["id"], "smtpHost": "93.184.216.34"},
+        ["security"],
+        "PLAINTEXT_LOGIN_NOT_ALLOWED",
+    )
+    # but a change that touches neither host, security nor login is saved
+    payload = await save(api, "Email", {"id": channel["id"], "name": "old", "enabled": False})
+    assert payload["errors"] == []
+    assert payload["channel"]["enabled"] is False
+
+
 async def test_every_bad_recipient_is_reported_by_its_index(api: Api) -> None:
     before = await stored(api)
     payload = await save(api, "Email", {"to": ["bad-one", "ok@example.com", "bad-two"]})

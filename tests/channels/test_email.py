@@ -6,13 +6,16 @@ import dataclasses
 import socket
 import ssl
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from tests.channels import CANARY, MakeDestination, MakeMessage
 from tests.channels.loopback_names import loopback_name
-from tests.peers import SmtpServer
+from tests.peers import SmtpServer, _Recorder, _SocketController
+from tocsin.channels import email as email_channel
 from tocsin.channels.base import Destination, SendContext
 from tocsin.channels.email import EmailSender
 
@@ -341,3 +344,99 @@ async def test_a_refused_connection_is_retryable(
 
     assert result.error == f"connection refused by smtp host localhost:{port}"
     assert result.retryable
+
+
+# -- no login in clear text; partly refused recipients -------------------------------------
+
+
+class PlainAuthSmtpServer(SmtpServer):
+    """Plain SMTP that offers AUTH without TLS, as a careless relay does; counts AUTH tries."""
+
+    def __init__(self) -> None:
+        super().__init__(mode="NONE")
+        self.auth_attempts = 0
+        unused, sock = self._controller, self._controller._sock
+        unused.loop.close()  # never started; its socket is reused below
+        self._controller = _SocketController(
+            _Recorder(self),
+            sock,
+            server_hostname="localhost",
+            authenticator=self._check,
+            auth_require_tls=False,
+        )
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.auth_attempts = 0
+
+    def _check(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        with self._lock:
+            self.auth_attempts += 1
+        return super()._check(server, session, envelope, mechanism, data)
+
+
+@pytest.fixture(scope="module")
+async def plain_auth_server() -> AsyncIterator[PlainAuthSmtpServer]:
+    async with PlainAuthSmtpServer() as server:
+        yield server
+
+
+def resolving_to(server: SmtpServer) -> Any:
+    """``resolve_smtp_host`` as DNS would answer for a public host that is ``server``:
+    no public SMTP server runs here, so the resolution is the one thing replaced."""
+
+    async def resolve(host: str, port: int, allowed: Any) -> list[tuple[Any, Any]]:
+        return [(socket.AF_INET, (server.host, server.port))]
+
+    return resolve
+
+
+async def test_a_login_is_never_sent_in_clear_text_outside_the_allowed_networks(
+    plain_auth_server: PlainAuthSmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a channel saved with security NONE and a login (as rows from before the
+    # save-time check are), whose host resolves to an address outside the allowed networks
+    plain_auth_server.reset()
+    monkeypatch.setattr(email_channel, "resolve_smtp_host", resolving_to(plain_auth_server))
+    destination = email_destination(
+        make_destination, plain_auth_server, smtp_host="smtp.example.com", security="NONE"
+    )
+    nothing_allowed = dataclasses.replace(context, allowed_networks=())
+
+    result = await EmailSender().send(destination, make_message(), nothing_allowed)
+
+    assert result.error == (
+        "refusing to send the SMTP login in clear text to smtp.example.com (127.0.0.1): use "
+        "security STARTTLS or TLS (plain text with a login only goes to "
+        "TOCSIN_ALLOWED_PRIVATE_NETWORKS)"
+    )
+    assert not result.retryable
+    assert plain_auth_server.auth_attempts == 0
+    assert plain_auth_server.messages == []
+
+
+async def test_a_login_in_clear_text_goes_to_an_allowed_network(
+    plain_auth_server: PlainAuthSmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    # the control: 127.0.0.0/8 is allowed, so a local relay may take the login in plain text
+    plain_auth_server.reset()
+    destination = email_destination(
+        make_destination, plain_auth_server, smtp_host="127.0.0.1", security="NONE"
+    )
+
+    result = await EmailSender().send(destination, make_message(), context)
+
+    assert result.ok, result.error
+    [mail] = await plain_auth_server.wait_for_messages(1)
+    assert (mail.over_tls, mail.authenticated_as) == (False, "tocsin")
+    assert plain_auth_server.auth_attempts == 1
