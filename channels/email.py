@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -187,12 +187,42 @@ class EmailSender(ChannelSender):
                     retryable=retryable,
                 )
             # The server took the message; only the goodbye failed.
+        if progress.refused:
+            error, code = describe_partial_refusal(progress.refused, len(settings.recipients))
+            # Not retryable: a retry sends the whole message again, so every recipient the
+            # server accepted would get it once more per attempt.
+            return SendResult(
+                ok=False,
+                latency_ms=_since(started),
+                status_code=code,
+                error=short_error(error, fragments),
+            )
         return SendResult(ok=True, latency_ms=_since(started), status_code=progress.accepted_code)
 
 
 @dataclass(slots=True)
 class _Progress:
     accepted_code: int | None = None
+    refused: dict[str, aiosmtplib.SMTPResponse] = field(default_factory=dict)
+    "Recipients the server refused while it accepted the others (and the message)."
+
+
+def describe_partial_refusal(
+    refused: dict[str, aiosmtplib.SMTPResponse], total: int
+) -> tuple[str, int]:
+    """ "SMTP server refused 1 of 2 recipients (…); the other 1 received the message", and
+    the first refusal's code."""
+    replies = "; ".join(
+        f"{truncate(address, 80)}: {reply.code} {truncate(single_line(reply.message), 80)}"
+        for address, reply in list(refused.items())[:3]
+    )
+    more = f"; and {len(refused) - 3} more" if len(refused) > 3 else ""
+    accepted = total - len(refused)
+    error = (
+        f"SMTP server refused {len(refused)} of {total} recipients ({replies}{more}); "
+        f"the other {accepted} received the message"
+    )
+    return error, next(iter(refused.values())).code
 
 
 async def _deliver(
@@ -226,7 +256,10 @@ async def _deliver(
             if not smtp.supports_extension("auth"):
                 raise SmtpRefusal(f"SMTP server {settings.host} does not offer AUTH")
             await smtp.login(settings.username, settings.password)
-        await smtp.send_message(mail, sender=settings.sender, recipients=list(settings.recipients))
+        refused, _ = await smtp.send_message(
+            mail, sender=settings.sender, recipients=list(settings.recipients)
+        )
+        progress.refused = dict(refused)
         progress.accepted_code = int(aiosmtplib.SMTPStatus.completed)  # 250: DATA accepted
         await smtp.quit()
     finally:

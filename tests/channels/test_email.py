@@ -440,3 +440,32 @@ async def test_a_login_in_clear_text_goes_to_an_allowed_network(
     [mail] = await plain_auth_server.wait_for_messages(1)
     assert (mail.over_tls, mail.authenticated_as) == (False, "tocsin")
     assert plain_auth_server.auth_attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("refused", "reply"),
+    [("reject@example.com", "550 5.1.1 No such user"), ("tempfail@example.com", "451 4.3.0")],
+)
+async def test_a_partly_refused_recipient_list_is_a_failure_that_names_them(
+    refused: str,
+    reply: str,
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    destination = email_destination(
+        make_destination, smtp_server, to=["ops@example.com", refused, "oncall@example.com"]
+    )
+
+    result = await EmailSender().send(destination, make_message(), context)
+
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.startswith(f"SMTP server refused 1 of 3 recipients ({refused}: {reply}")
+    assert result.error.endswith("; the other 2 received the message")
+    assert result.status_code == int(reply[:3])
+    # a retry would send the whole message again to the two who have it
+    assert not result.retryable
+    [mail] = await smtp_server.wait_for_messages(1)
+    assert mail.rcpt_tos == ["ops@example.com", "oncall@example.com"]
