@@ -57,7 +57,7 @@ class SmtpSettings:
     port: int
     security: str
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     sender: str
     sender_name: str | None
     recipients: tuple[str, ...]
