@@ -94,6 +94,9 @@ def parse_host(host: str) -> IPAddress | None:
     if len(parts) > 1 and parts[-1] == "":
         parts.pop()
     if not parts or not _NUMBER.match(parts[-1]):
+        if text.replace(".", "").isdigit():
+            # aiohttp connects to such a host without resolving it ("127.0.0.1..", "١٢٧")
+            raise NotAnAddress(f"{host} is not a valid IPv4 address")
         return None
     value = _ipv4_number(parts)
     if value is None:
@@ -106,7 +109,7 @@ def _ipv4_number(parts: list[str]) -> int | None:
         return None
     numbers = []
     for part in parts:
-        if not _NUMBER.match(part):
+        if len(part) > 40 or not _NUMBER.match(part):  # 40: beyond any 32-bit spelling
             return None
         if part[:2] in {"0x", "0X"}:
             numbers.append(int(part[2:] or "0", 16))

@@ -7,6 +7,7 @@ import random
 import socket
 
 import pytest
+from aiohttp.helpers import is_ip_address
 
 from tocsin.channels import egress
 
@@ -119,3 +120,18 @@ def test_a_name_resolving_to_refused_addresses_only_names_the_first() -> None:
     assert refused.value.reason == (
         "destination not allowed: intranet.example resolves to 10.0.0.5, a private address"
     )
+
+
+def test_every_host_aiohttp_connects_to_unresolved_is_read_as_an_address_or_refused() -> None:
+    # aiohttp skips the (guarded) resolver for a host with a colon or only digits and dots:
+    # such a host must never pass for a DNS name
+    rng = random.Random(13)
+    alphabet = "0123456789.:abcdefx%١²"
+    for _ in range(5000):
+        host = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        if not is_ip_address(host):
+            continue
+        try:
+            assert egress.parse_host(host) is not None, host
+        except egress.NotAnAddress:
+            pass
