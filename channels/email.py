@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -57,7 +57,7 @@ class SmtpSettings:
     port: int
     security: str
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     sender: str
     sender_name: str | None
     recipients: tuple[str, ...]
@@ -187,12 +187,42 @@ class EmailSender(ChannelSender):
                     retryable=retryable,
                 )
             # The server took the message; only the goodbye failed.
+        if progress.refused:
+            error, code = describe_partial_refusal(progress.refused, len(settings.recipients))
+            # Not retryable: a retry sends the whole message again, so every recipient the
+            # server accepted would get it once more per attempt.
+            return SendResult(
+                ok=False,
+                latency_ms=_since(started),
+                status_code=code,
+                error=short_error(error, fragments),
+            )
         return SendResult(ok=True, latency_ms=_since(started), status_code=progress.accepted_code)
 
 
 @dataclass(slots=True)
 class _Progress:
     accepted_code: int | None = None
+    refused: dict[str, aiosmtplib.SMTPResponse] = field(default_factory=dict)
+    "Recipients the server refused while it accepted the others (and the message)."
+
+
+def describe_partial_refusal(
+    refused: dict[str, aiosmtplib.SMTPResponse], total: int
+) -> tuple[str, int]:
+    """ "SMTP server refused 1 of 2 recipients (…); the other 1 received the message", and
+    the first refusal's code."""
+    replies = "; ".join(
+        f"{truncate(address, 80)}: {reply.code} {truncate(single_line(reply.message), 80)}"
+        for address, reply in list(refused.items())[:3]
+    )
+    more = f"; and {len(refused) - 3} more" if len(refused) > 3 else ""
+    accepted = total - len(refused)
+    error = (
+        f"SMTP server refused {len(refused)} of {total} recipients ({replies}{more}); "
+        f"the other {accepted} received the message"
+    )
+    return error, next(iter(refused.values())).code
 
 
 async def _deliver(
@@ -200,6 +230,11 @@ async def _deliver(
 ) -> None:
     targets = await resolve_smtp_host(settings.host, settings.port, context.allowed_networks)
     sock = await _open_socket(targets)
+    try:
+        _refuse_plaintext_login(settings, sock, context.allowed_networks)
+    except SmtpRefusal:
+        sock.close()
+        raise
     smtp = aiosmtplib.SMTP(
         hostname=settings.host,  # what TLS verifies the certificate against
         sock=sock,
@@ -221,20 +256,48 @@ async def _deliver(
             if not smtp.supports_extension("auth"):
                 raise SmtpRefusal(f"SMTP server {settings.host} does not offer AUTH")
             await smtp.login(settings.username, settings.password)
-        await smtp.send_message(mail, sender=settings.sender, recipients=list(settings.recipients))
+        refused, _ = await smtp.send_message(
+            mail, sender=settings.sender, recipients=list(settings.recipients)
+        )
+        progress.refused = dict(refused)
         progress.accepted_code = int(aiosmtplib.SMTPStatus.completed)  # 250: DATA accepted
         await smtp.quit()
     finally:
         smtp.close()
 
 
+def _refuse_plaintext_login(
+    settings: SmtpSettings, sock: socket.socket, allowed: Sequence[IPNetwork]
+) -> None:
+    """No login in clear text except to an address the operator allowed (a local relay).
+
+    Checked on the connected address, before a byte is sent: a name may resolve anywhere.
+    Rows saved before the save-time check existed end here too.
+    """
+    if settings.security != "NONE" or not (settings.username and settings.password):
+        return
+    peer = ipaddress.ip_address(sock.getpeername()[0])
+    if not egress.in_allowed_networks(peer, allowed):
+        raise SmtpRefusal(
+            f"refusing to send the SMTP login in clear text to {settings.host} ({peer}): "
+            "use security STARTTLS or TLS (plain text with a login only goes to "
+            "TOCSIN_ALLOWED_PRIVATE_NETWORKS)"
+        )
+
+
 async def resolve_smtp_host(
     host: str, port: int, allowed: Sequence[IPNetwork]
 ) -> list[tuple[socket.AddressFamily, Any]]:
     """The checked (family, sockaddr) pairs to try; raises DestinationNotAllowed when none is."""
-    literal = egress.literal_address(host)
-    if literal is not None and not egress.address_allowed(literal, allowed):
-        raise egress.refuse_literal(host, literal)
+    try:
+        literal = egress.parse_host(host)
+        refused = egress.host_refusal(host, allowed)
+    except egress.NotAnAddress:
+        raise egress.DestinationNotAllowed(
+            f"destination not allowed: {host} is not a valid IP address"
+        ) from None
+    if refused is not None:
+        raise egress.DestinationNotAllowed(f"destination not allowed: {refused}")
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(str(literal) if literal else host, port, type=socket.SOCK_STREAM)
     resolved = [(family, addr, ipaddress.ip_address(addr[0])) for family, *_, addr in infos]

@@ -5,8 +5,10 @@ httpx's API over aiohttp (``httpx-aiohttp``), with the destination guard in two 
 - ``GuardedResolver`` resolves names for aiohttp's connector and hands back only
   addresses ``egress.address_allowed`` accepts, so a connection only ever goes to
   an address that was checked (no second lookup);
-- ``GuardedTransport`` checks what never reaches the resolver: IP-literal hosts,
-  and the scheme (``http://`` only inside the allowed private networks).
+- ``GuardedTransport`` checks the URL of every request (redirects are never
+  followed, so there is no other): its host as written, in every spelling of an
+  address (``2130706433``, ``0x7f.1``, ``[::ffff:7f00:1]``), and the scheme
+  (``http://`` only inside the allowed private networks).
 
 Redirects are not followed. A refusal is raised as ``egress.DestinationNotAllowed``.
 """
@@ -27,6 +29,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -77,29 +80,47 @@ def _parse_address(host: str) -> egress.IPAddress | None:
         return None
 
 
-def _looks_like_ip(host: str) -> bool:
-    # aiohttp's own test for "skip the resolver": anything with a colon or only digits and dots.
-    return ":" in host or host.replace(".", "").isdigit()
-
-
 def check_url(url: httpx.URL, allowed: Sequence[IPNetwork]) -> None:
-    """Refuse a URL whose scheme or literal address Tocsin may not use."""
+    """Refuse a URL whose scheme or literal address Tocsin may not use.
+
+    Every spelling of an address counts (``2130706433``, ``0x7f.1``, ``[2002:7f00:1::]``):
+    whatever aiohttp would hand to ``getaddrinfo`` as a "name" is judged as the address
+    ``getaddrinfo`` would make of it.
+    """
     if url.scheme not in {"http", "https"}:
         raise egress.DestinationNotAllowed("destination not allowed: only http(s) URLs")
     host = url.host
-    if _looks_like_ip(host):
-        address = egress.literal_address(host)
-        if address is None:
-            raise egress.DestinationNotAllowed(
-                f"destination not allowed: {host} is not a valid IP address"
-            )
-        if not egress.address_allowed(address, allowed):
-            raise egress.refuse_literal(host, address)
+    try:
+        refused = egress.host_refusal(host, allowed)
+    except egress.NotAnAddress:
+        raise egress.DestinationNotAllowed(
+            f"destination not allowed: {host} is not a valid IP address"
+        ) from None
+    if refused is not None:
+        raise egress.DestinationNotAllowed(f"destination not allowed: {refused}")
     if url.scheme == "http" and not egress.url_allowed_scheme(str(url), allowed):
         raise egress.DestinationNotAllowed(
             "destination not allowed: plain http:// only goes to addresses in "
             "TOCSIN_ALLOWED_PRIVATE_NETWORKS; use https://"
         )
+
+
+def check_destination(url: str, allowed: Sequence[IPNetwork]) -> None:
+    """``check_url`` on a URL as stored, naming the rule even for a host httpx can't read
+    (``https://0177.0.0.1/`` is 127.0.0.1 to some resolvers, an error to httpx)."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""  # httpx.URL below says what is wrong with it
+    try:
+        refused = egress.host_refusal(host, allowed)
+    except egress.NotAnAddress:
+        raise egress.DestinationNotAllowed(
+            f"destination not allowed: {host} is not a valid IP address"
+        ) from None
+    if refused is not None:
+        raise egress.DestinationNotAllowed(f"destination not allowed: {refused}")
+    check_url(httpx.URL(url), allowed)
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
@@ -180,7 +201,7 @@ async def post(
     started = time.perf_counter()
     try:
         # Also checked here, in case ``context.http`` was not made by build_http_client.
-        check_url(httpx.URL(url), context.allowed_networks)
+        check_destination(url, context.allowed_networks)
         async with asyncio.timeout(context.timeout):
             async with context.http.stream("POST", url, content=content, headers=headers) as reply:
                 body = await _read_head(reply)

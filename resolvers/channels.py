@@ -103,7 +103,9 @@ def is_configured(row: ChannelRow) -> bool:
 def url_hint(url: str) -> str:
     """scheme://host/…/last4 — enough to recognise a URL, not enough to use it."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}/…/{url[-4:]}"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+    return f"{parts.scheme}://{host}/…/{url[-4:]}"
 
 
 def decrypt_secrets(box: SecretBox, row: ChannelRow) -> dict[str, Any]:
@@ -147,6 +149,14 @@ async def save_channel(
             _apply_common(row, spec, changes, problems, audit_changes, known_types, creating)
             _apply_config(ctx, row, spec, changes, problems, audit_changes)
             _apply_secrets(ctx, row, spec, changes, problems, audit_changes)
+            if kind is ChannelKind.EMAIL:
+                check.check_plaintext_login(
+                    problems,
+                    row.config,
+                    password_set="password" in row.secrets_set,
+                    changed=changes.keys(),
+                    allowed=ctx.settings.allowed_private_networks,
+                )
             if problems:
                 raise ProblemError(problems.items)
             row.updated_at = utcnow()

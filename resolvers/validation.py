@@ -5,16 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from ipaddress import IPv4Address
 from typing import Any
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
 from tocsin.channels.egress import (
-    address_allowed,
-    literal_address,
-    literal_destination_allowed,
+    NotAnAddress,
+    host_refusal,
+    in_allowed_networks,
+    is_loopback_name,
+    parse_host,
     url_allowed_scheme,
 )
 from tocsin.resolvers.problems import Problems
@@ -88,15 +91,10 @@ def check_url(problems: Problems, path: str, url: str, allowed: Sequence[IPNetwo
     if parts.username or parts.password:
         problems.add(path, "INVALID_URL", "Put credentials in headers, not in the URL.")
         return
-    if literal_address(host) is None and not _HOSTNAME.match(host):
-        problems.add(path, "INVALID_URL", "The URL's host name is not valid.")
-        return
-    if not literal_destination_allowed(url, allowed):
-        problems.add(
-            path,
-            "DESTINATION_NOT_ALLOWED",
-            "The URL points to a private, loopback or reserved address, which is not allowed.",
-        )
+    invalid = ("INVALID_URL", "The URL's host name is not valid.")
+    if not _check_destination(
+        problems, path, host, allowed, what="The URL's host", invalid=invalid
+    ):
         return
     if not url_allowed_scheme(url, allowed):
         problems.add(
@@ -135,20 +133,94 @@ def check_port(problems: Problems, path: str, port: int) -> None:
 
 
 def check_smtp_host(problems: Problems, path: str, host: str, allowed: Sequence[IPNetwork]) -> None:
-    address = literal_address(host)
+    _check_destination(
+        problems,
+        path,
+        host,
+        allowed,
+        what="The SMTP host",
+        invalid=("INVALID_HOST", "Enter a host name such as smtp.example.com."),
+    )
+
+
+def _check_destination(
+    problems: Problems,
+    path: str,
+    host: str,
+    allowed: Sequence[IPNetwork],
+    *,
+    what: str,
+    invalid: tuple[str, str],
+) -> bool:
+    """The egress policy on a host as written (a URL's, or the SMTP host); False after
+    adding a problem. Names are checked again after resolution, at every attempt."""
+    code, bad_name = invalid
+    try:
+        address = parse_host(host)
+        refused = host_refusal(host, allowed)
+    except NotAnAddress:
+        problems.add(path, code, f"{what} looks like an IP address but is not a valid one.")
+        return False
     if address is None and not _HOSTNAME.match(host):
-        problems.add(path, "INVALID_HOST", "Enter a host name such as smtp.example.com.")
-    elif not (
-        # an IPv6 literal such as ::1 is no URL host without brackets: check it directly
-        address_allowed(address, allowed)
-        if address is not None
-        else literal_destination_allowed(f"smtp://{host}", allowed)
-    ):
+        problems.add(path, code, bad_name)
+        return False
+    if refused is not None:
         problems.add(
             path,
             "DESTINATION_NOT_ALLOWED",
-            "The host is a private, loopback or reserved address, which is not allowed.",
+            f"{what} {refused}; Tocsin sends to such an address only when "
+            "TOCSIN_ALLOWED_PRIVATE_NETWORKS includes it.",
         )
+        return False
+    if isinstance(address, IPv4Address) and host != str(address):
+        # Allowed, but in a spelling only some clients read (httpx refuses 0177.0.0.1).
+        problems.add(path, code, f"Write the address as {address}.")
+        return False
+    return True
+
+
+PLAINTEXT_LOGIN_FIELDS = {"security", "password", "username", "smtp_host"}
+
+
+def check_plaintext_login(
+    problems: Problems,
+    config: Mapping[str, Any],
+    *,
+    password_set: bool,
+    changed: Collection[str],
+    allowed: Sequence[IPNetwork],
+) -> None:
+    """Security NONE with a login sends the password in clear text: only to an SMTP host
+    inside the allowed networks. A name is decided at send, on the connected address (it
+    can pass there only if some network is allowed); an update that touches none of these
+    fields is not refused, so that a channel saved earlier can still be renamed or disabled.
+    """
+    if not PLAINTEXT_LOGIN_FIELDS & set(changed):
+        return
+    if config.get("security") != "NONE" or not (password_set and config.get("username")):
+        return
+    host = str(config.get("smtp_host") or "")
+    try:
+        address = IPv4Address("127.0.0.1") if is_loopback_name(host) else parse_host(host)
+    except NotAnAddress:
+        return  # the host itself is refused (INVALID_HOST)
+    if address is None:
+        permitted = bool(allowed)
+    else:
+        permitted = in_allowed_networks(address, allowed)
+    if permitted:
+        return
+    where = (
+        "the SMTP host is a name and TOCSIN_ALLOWED_PRIVATE_NETWORKS is empty"
+        if address is None
+        else f"{host} is not inside TOCSIN_ALLOWED_PRIVATE_NETWORKS"
+    )
+    problems.add(
+        "security" if "security" in changed or "password" not in changed else "password",
+        "PLAINTEXT_LOGIN_NOT_ALLOWED",
+        "With security NONE the SMTP password would travel in clear text: use STARTTLS or "
+        f"TLS. Plain text with a login only goes to a host inside the allowed networks ({where}).",
+    )
 
 
 def check_signing_secret(problems: Problems, path: str, secret: str) -> None:

@@ -261,6 +261,147 @@ async def test_a_public_https_url_is_accepted_when_no_private_network_is_allowed
     assert payload["channel"]["webhookUrlSet"] is True
 
 
+# -- every spelling of an internal address (the egress policy at save) -------------------
+
+# (host as a URL writes it, the rule the message names); each is refused with nothing allowed
+INTERNAL_FORMS = [
+    ("2130706433", "2130706433 is 127.0.0.1, a loopback address"),
+    ("0x7f.1", "0x7f.1 is 127.0.0.1, a loopback address"),
+    ("0177.0.0.1", "0177.0.0.1 is 127.0.0.1, a loopback address"),
+    ("127.1", "127.1 is 127.0.0.1, a loopback address"),
+    ("0", "0 is 0.0.0.0, the unspecified address"),
+    ("0x7f000001", "0x7f000001 is 127.0.0.1, a loopback address"),
+    ("017700000001", "017700000001 is 127.0.0.1, a loopback address"),
+    ("0x7F.0.0.01", "0x7f.0.0.01 is 127.0.0.1, a loopback address"),
+    ("127.0.0.1.", "127.0.0.1. is 127.0.0.1, a loopback address"),
+    ("10.1", "10.1 is 10.0.0.1, a private address"),
+    ("192.168.1", "192.168.1 is 192.168.0.1, a private address"),
+    ("0xa9.0xfe.0xa9.0xfe", "0xa9.0xfe.0xa9.0xfe is 169.254.169.254, a link-local address"),
+    ("0.1.2.3", '0.1.2.3 is a "this network" address'),
+    ("100.64.0.1", "100.64.0.1 is a shared (carrier-grade NAT) address"),
+    ("198.18.0.1", "198.18.0.1 is a benchmarking address"),
+    ("192.0.2.1", "192.0.2.1 is a documentation address"),
+    ("192.0.0.8", "192.0.0.8 is an IETF protocol address"),
+    ("239.1.2.3", "239.1.2.3 is a multicast address"),
+    ("240.0.0.1", "240.0.0.1 is a reserved address"),
+    ("255.255.255.255", "255.255.255.255 is the broadcast address"),
+    ("[::]", ":: is the unspecified address"),
+    ("[0:0:0:0:0:0:0:1]", "0:0:0:0:0:0:0:1 is ::1, a loopback address"),
+    ("[::ffff:7f00:1]", "::ffff:7f00:1 is an IPv4-mapped address of 127.0.0.1, a loopback address"),
+    ("[::ffff:0:a00:1]", "::ffff:0:a00:1 is an IPv4-translated address of 10.0.0.1, a private"),
+    ("[::127.0.0.1]", "::127.0.0.1 is a deprecated IPv4-compatible address of 127.0.0.1"),
+    ("[2002:7f00:1::]", "2002:7f00:1:: is a 6to4 address of 127.0.0.1, a loopback address"),
+    ("[2002:a9fe:a9fe::1]", "2002:a9fe:a9fe::1 is a 6to4 address of 169.254.169.254, a link-loc"),
+    (
+        "[2001:0:4136:e378:8000:63bf:80ff:fffe]",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe is a Teredo address whose client is 127.0.0.1",
+    ),
+    (
+        "[2001:0:4136:e378:8000:63bf:f7f7:f7f7]",  # client 8.8.8.8: Teredo is refused anyway
+        "2001:0:4136:e378:8000:63bf:f7f7:f7f7 is a Teredo tunnel address",
+    ),
+    ("[64:ff9b::7f00:1]", "64:ff9b::7f00:1 is a NAT64 address of 127.0.0.1, a loopback address"),
+    ("[64:ff9b:1::a9fe:a9fe]", "64:ff9b:1::a9fe:a9fe is a local-use NAT64 address of 169.254"),
+    ("[fe80::1%25eth0]", "fe80::1%25eth0 is a link-local address"),
+    ("[fd12:3456::1]", "fd12:3456::1 is a unique-local (private) address"),
+    ("[fec0::1]", "fec0::1 is a site-local address"),
+    ("[ff02::1]", "ff02::1 is a multicast address"),
+    ("[100::1]", "100::1 is a discard-only address"),
+    ("[2001:db8::1]", "2001:db8::1 is a documentation address"),
+    ("[4000::1]", "4000::1 is a reserved address"),
+    ("localhost.", "localhost. is always this host, a loopback address"),
+    ("LOCALHOST.localdomain", "localhost.localdomain is always this host, a loopback address"),
+]
+INTERNAL_URL_CASES = [
+    (*URL_FIELDS[i % len(URL_FIELDS)], host, says) for i, (host, says) in enumerate(INTERNAL_FORMS)
+]
+
+
+@pytest.mark.parametrize(("kind", "key", "host", "says"), INTERNAL_URL_CASES)
+async def test_every_spelling_of_an_internal_address_is_refused_at_save(
+    strict_api: Api, kind: str, key: str, host: str, says: str
+) -> None:
+    # given nothing allowed, when a URL names an internal address in any spelling
+    # getaddrinfo accepts, then save refuses it and the message names the rule
+    url = f"https://{host}:8443/services/T000/B000/XXXX"
+    payload = await assert_refused(strict_api, kind, {key: url}, [key], "DESTINATION_NOT_ALLOWED")
+    assert says in payload["errors"][0]["message"]
+    assert "XXXX" not in payload["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(("host", "says"), INTERNAL_FORMS)
+async def test_every_spelling_of_an_internal_smtp_host_is_refused_at_save(
+    strict_api: Api, host: str, says: str
+) -> None:
+    smtp_host = host.strip("[]").replace("%25", "%")
+    payload = await assert_refused(
+        strict_api, "Email", {"smtpHost": smtp_host}, ["smtpHost"], "DESTINATION_NOT_ALLOWED"
+    )
+    assert says.replace("%25", "%") in payload["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "host", ["1.2.3.256", "4294967296", "1.2.3.4.5", "08.0.0.1", "hooks.example.123", "0x1g.1"]
+)
+async def test_a_host_that_ends_in_a_number_but_is_no_address_is_refused(
+    strict_api: Api, host: str
+) -> None:
+    await assert_refused(
+        strict_api, "Webhook", {"url": f"https://{host}/hook"}, ["url"], "INVALID_URL"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://8.8.8.8/hook",
+        "https://[2606:4700:4700::1111]/hook",
+        "https://[64:ff9b::808:808]/hook",  # NAT64 of a public address (as DNS64 answers)
+        "https://[2002:808:808::1]/hook",  # 6to4 of a public address
+    ],
+)
+async def test_public_addresses_in_any_spelling_are_accepted(strict_api: Api, url: str) -> None:
+    payload = await save(strict_api, "Webhook", {"url": url})
+    assert payload["errors"] == []
+    assert payload["channel"]["urlSet"] is True
+
+
+@pytest.mark.parametrize(
+    ("strict", "url", "address"),
+    [
+        (True, "https://134744072/hook", "8.8.8.8"),
+        (True, "https://8.8.8.8./hook", "8.8.8.8"),
+        (False, "https://0x7f.1/hook", "127.0.0.1"),
+        (False, "http://2130706433:8080/hook", "127.0.0.1"),
+    ],
+)
+async def test_an_allowed_address_in_an_unusual_spelling_asks_for_the_usual_one(
+    api: Api, strict_api: Api, strict: bool, url: str, address: str
+) -> None:
+    # given an address the policy allows (public, or inside the allowed networks), when it
+    # is written in a form httpx does not read, then save asks for the dotted form
+    payload = await assert_refused(
+        strict_api if strict else api, "Webhook", {"url": url}, ["url"], "INVALID_URL"
+    )
+    assert payload["errors"][0]["message"] == f"Write the address as {address}."
+
+
+@pytest.mark.parametrize(
+    ("host", "hint"),
+    [
+        ("[2606:4700:4700::1111]:8443", "https://[2606:4700:4700::1111]/…/ABCD"),
+        ("[2606:4700:4700::1111]", "https://[2606:4700:4700::1111]/…/ABCD"),
+        ("Hooks.Example.com", "https://hooks.example.com/…/ABCD"),
+    ],
+)
+async def test_the_url_hint_keeps_the_brackets_of_an_ipv6_host(
+    strict_api: Api, host: str, hint: str
+) -> None:
+    payload = await save(strict_api, "Discord", {"webhookUrl": f"https://{host}/api/x/ABCD"})
+    assert payload["errors"] == []
+    assert payload["channel"]["webhookUrlHint"] == hint
+
+
 # -- email -------------------------------------------------------------------------------
 
 EMAIL_CASES = [
@@ -307,6 +448,102 @@ async def test_email_boundaries_are_accepted(api: Api) -> None:
         assert payload["errors"] == []
         assert payload["channel"]["smtpPort"] == port
         assert len(payload["channel"]["to"]) == 50
+
+
+# -- plain-text SMTP with a login --------------------------------------------------------
+
+LOGIN = {"to": ["ops@example.com"], "username": "bot@example.com", "password": "hunter2-pw"}
+
+
+@pytest.mark.parametrize(
+    ("strict", "host"),
+    [
+        (True, "smtp.example.com"),  # a name, and no network allowed: it can never pass at send
+        (True, "93.184.216.34"),
+        (False, "93.184.216.34"),  # public, so not inside 127.0.0.0/8
+        (False, "2606:4700:4700::1111"),
+    ],
+)
+async def test_security_none_with_a_login_is_refused_outside_the_allowed_networks(
+    api: Api, strict_api: Api, strict: bool, host: str
+) -> None:
+    data = {**LOGIN, "smtpHost": host, "security": "NONE"}
+    payload = await assert_refused(
+        strict_api if strict else api, "Email", data, ["security"], "PLAINTEXT_LOGIN_NOT_ALLOWED"
+    )
+    assert "clear text" in payload["errors"][0]["message"]
+    assert "hunter2" not in payload["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "smtp.example.com"])
+async def test_security_none_with_a_login_is_accepted_inside_the_allowed_networks(
+    api: Api, host: str
+) -> None:
+    # a literal address inside 127.0.0.0/8, or a name (decided at send, on the address)
+    payload = await save(api, "Email", {**LOGIN, "smtpHost": host, "security": "NONE"})
+    assert payload["errors"] == []
+    assert payload["channel"]["security"] == "NONE"
+    assert payload["channel"]["passwordSet"] is True
+
+
+async def test_security_none_without_a_login_is_accepted_anywhere(strict_api: Api) -> None:
+    data = {"to": ["ops@example.com"], "smtpHost": "smtp.example.com", "security": "NONE"}
+    payload = await save(strict_api, "Email", data)
+    assert payload["errors"] == []
+    username_only = await save(strict_api, "Email", {**data, "username": "bot@example.com"})
+    assert username_only["errors"] == []
+
+
+async def test_switching_an_smtp_channel_to_plain_text_is_refused_on_the_field_that_changed(
+    api: Api,
+) -> None:
+    # given a channel that logs in over TLS to a public address
+    channel = await create(api, "Email", {**LOGIN, "smtpHost": "93.184.216.34", "security": "TLS"})
+    # when its security becomes NONE, then the refusal is on security
+    await assert_refused(
+        api,
+        "Email",
+        {"id": channel["id"], "security": "NONE"},
+        ["security"],
+        "PLAINTEXT_LOGIN_NOT_ALLOWED",
+    )
+    # and given a plain channel without a password, adding one is refused on password
+    plain = await create(
+        api,
+        "Email",
+        {
+            "to": ["ops@example.com"],
+            "username": "bot",
+            "smtpHost": "93.184.216.34",
+            "security": "NONE",
+        },
+    )
+    await assert_refused(
+        api,
+        "Email",
+        {"id": plain["id"], "password": "pw"},
+        ["password"],
+        "PLAINTEXT_LOGIN_NOT_ALLOWED",
+    )
+    await assert_unchanged(api, channel)
+    await assert_unchanged(api, plain)
+
+
+async def test_a_plain_text_channel_can_still_be_renamed_or_disabled(api: Api) -> None:
+    # given a plain channel with a login to an allowed address
+    channel = await create(api, "Email", {**LOGIN, "smtpHost": "127.0.0.1", "security": "NONE"})
+    # when its host moves to a public address, then that is refused
+    await assert_refused(
+        api,
+        "Email",
+        {"id": channel["id"], "smtpHost": "93.184.216.34"},
+        ["security"],
+        "PLAINTEXT_LOGIN_NOT_ALLOWED",
+    )
+    # but a change that touches neither host, security nor login is saved
+    payload = await save(api, "Email", {"id": channel["id"], "name": "old", "enabled": False})
+    assert payload["errors"] == []
+    assert payload["channel"]["enabled"] is False
 
 
 async def test_every_bad_recipient_is_reported_by_its_index(api: Api) -> None:

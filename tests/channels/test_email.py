@@ -6,12 +6,20 @@ import dataclasses
 import socket
 import ssl
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+
 from tests.channels import CANARY, MakeDestination, MakeMessage
-from tests.peers import SmtpServer
+from tests.channels.loopback_names import loopback_name
+from tests.peers import SmtpServer, _Recorder, _SocketController
+from tocsin.channels import email as email_channel
 from tocsin.channels.base import Destination, SendContext
 from tocsin.channels.email import EmailSender
+
+LOOPBACK_NAME = loopback_name()
 
 
 def email_destination(
@@ -249,22 +257,54 @@ async def test_temporary_rejection_is_retryable_and_permanent_is_not(
     assert (permanent.retryable, permanent.status_code) == (False, 550)
 
 
+@pytest.mark.parametrize(
+    ("host", "says"),
+    [
+        ("localhost", "localhost is always this host, a loopback address"),
+        ("127.0.0.1", "127.0.0.1 is a loopback address"),
+        ("2130706433", "2130706433 is 127.0.0.1, a loopback address"),
+        ("0x7f.1", "0x7f.1 is 127.0.0.1, a loopback address"),
+        (
+            "::ffff:7f00:1",
+            "::ffff:7f00:1 is an IPv4-mapped address of 127.0.0.1, a loopback address",
+        ),
+        ("2002:7f00:1::", "2002:7f00:1:: is a 6to4 address of 127.0.0.1, a loopback address"),
+    ],
+)
 async def test_the_smtp_host_is_checked_like_any_destination(
+    host: str,
+    says: str,
     smtp_server: SmtpServer,
     context: SendContext,
     make_message: MakeMessage,
     make_destination: MakeDestination,
 ) -> None:
     nothing_allowed = dataclasses.replace(context, allowed_networks=())
-    by_name = email_destination(make_destination, smtp_server)
-    by_address = email_destination(make_destination, smtp_server, smtp_host="127.0.0.1")
+    destination = email_destination(make_destination, smtp_server, smtp_host=host)
 
-    named = await EmailSender().send(by_name, make_message(), nothing_allowed)
-    literal = await EmailSender().send(by_address, make_message(), nothing_allowed)
+    result = await EmailSender().send(destination, make_message(), nothing_allowed)
 
-    assert named.error == "destination not allowed: localhost resolves to a loopback address"
-    assert literal.error == "destination not allowed: 127.0.0.1 is a loopback address"
-    assert not named.retryable and not literal.retryable
+    assert result.error == f"destination not allowed: {says}"
+    assert not result.retryable
+    assert smtp_server.messages == []
+
+
+@pytest.mark.skipif(LOOPBACK_NAME is None, reason="no host name here resolves to loopback only")
+async def test_an_smtp_host_name_that_resolves_to_loopback_is_refused(
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    nothing_allowed = dataclasses.replace(context, allowed_networks=())
+    destination = email_destination(make_destination, smtp_server, smtp_host=LOOPBACK_NAME)
+
+    result = await EmailSender().send(destination, make_message(), nothing_allowed)
+
+    assert result.error == (
+        f"destination not allowed: {LOOPBACK_NAME} resolves to 127.0.0.1, a loopback address"
+    )
+    assert not result.retryable
     assert smtp_server.messages == []
 
 
@@ -304,3 +344,128 @@ async def test_a_refused_connection_is_retryable(
 
     assert result.error == f"connection refused by smtp host localhost:{port}"
     assert result.retryable
+
+
+# -- no login in clear text; partly refused recipients -------------------------------------
+
+
+class PlainAuthSmtpServer(SmtpServer):
+    """Plain SMTP that offers AUTH without TLS, as a careless relay does; counts AUTH tries."""
+
+    def __init__(self) -> None:
+        super().__init__(mode="NONE")
+        self.auth_attempts = 0
+        unused, sock = self._controller, self._controller._sock
+        unused.loop.close()  # never started; its socket is reused below
+        self._controller = _SocketController(
+            _Recorder(self),
+            sock,
+            server_hostname="localhost",
+            authenticator=self._check,
+            auth_require_tls=False,
+        )
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.auth_attempts = 0
+
+    def _check(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        with self._lock:
+            self.auth_attempts += 1
+        return super()._check(server, session, envelope, mechanism, data)
+
+
+@pytest.fixture(scope="module")
+async def plain_auth_server() -> AsyncIterator[PlainAuthSmtpServer]:
+    async with PlainAuthSmtpServer() as server:
+        yield server
+
+
+def resolving_to(server: SmtpServer) -> Any:
+    """``resolve_smtp_host`` as DNS would answer for a public host that is ``server``:
+    no public SMTP server runs here, so the resolution is the one thing replaced."""
+
+    async def resolve(host: str, port: int, allowed: Any) -> list[tuple[Any, Any]]:
+        return [(socket.AF_INET, (server.host, server.port))]
+
+    return resolve
+
+
+async def test_a_login_is_never_sent_in_clear_text_outside_the_allowed_networks(
+    plain_auth_server: PlainAuthSmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a channel saved with security NONE and a login (as rows from before the
+    # save-time check are), whose host resolves to an address outside the allowed networks
+    plain_auth_server.reset()
+    monkeypatch.setattr(email_channel, "resolve_smtp_host", resolving_to(plain_auth_server))
+    destination = email_destination(
+        make_destination, plain_auth_server, smtp_host="smtp.example.com", security="NONE"
+    )
+    nothing_allowed = dataclasses.replace(context, allowed_networks=())
+
+    result = await EmailSender().send(destination, make_message(), nothing_allowed)
+
+    assert result.error == (
+        "refusing to send the SMTP login in clear text to smtp.example.com (127.0.0.1): use "
+        "security STARTTLS or TLS (plain text with a login only goes to "
+        "TOCSIN_ALLOWED_PRIVATE_NETWORKS)"
+    )
+    assert not result.retryable
+    assert plain_auth_server.auth_attempts == 0
+    assert plain_auth_server.messages == []
+
+
+async def test_a_login_in_clear_text_goes_to_an_allowed_network(
+    plain_auth_server: PlainAuthSmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    # the control: 127.0.0.0/8 is allowed, so a local relay may take the login in plain text
+    plain_auth_server.reset()
+    destination = email_destination(
+        make_destination, plain_auth_server, smtp_host="127.0.0.1", security="NONE"
+    )
+
+    result = await EmailSender().send(destination, make_message(), context)
+
+    assert result.ok, result.error
+    [mail] = await plain_auth_server.wait_for_messages(1)
+    assert (mail.over_tls, mail.authenticated_as) == (False, "tocsin")
+    assert plain_auth_server.auth_attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("refused", "reply"),
+    [("reject@example.com", "550 5.1.1 No such user"), ("tempfail@example.com", "451 4.3.0")],
+)
+async def test_a_partly_refused_recipient_list_is_a_failure_that_names_them(
+    refused: str,
+    reply: str,
+    smtp_server: SmtpServer,
+    context: SendContext,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    destination = email_destination(
+        make_destination, smtp_server, to=["ops@example.com", refused, "oncall@example.com"]
+    )
+
+    result = await EmailSender().send(destination, make_message(), context)
+
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.startswith(f"SMTP server refused 1 of 3 recipients ({refused}: {reply}")
+    assert result.error.endswith("; the other 2 received the message")
+    assert result.status_code == int(reply[:3])
+    # a retry would send the whole message again to the two who have it
+    assert not result.retryable
+    [mail] = await smtp_server.wait_for_messages(1)
+    assert mail.rcpt_tos == ["ops@example.com", "oncall@example.com"]

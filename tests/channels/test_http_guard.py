@@ -13,6 +13,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tests.channels import LOOPBACK_ONLY, MakeDestination, MakeMessage
+from tests.channels.loopback_names import loopback_name
 from tests.peers import HttpReceiver, LocalCA
 from tocsin.channels.base import SendContext, SendResult
 from tocsin.channels.egress import DestinationNotAllowed
@@ -21,6 +22,7 @@ from tocsin.channels.webhook import WebhookSender
 from tocsin.settings import IPNetwork
 
 NOTHING_ALLOWED: tuple[IPNetwork, ...] = ()
+LOOPBACK_NAME = loopback_name()
 
 
 async def send_to(
@@ -87,13 +89,39 @@ async def test_other_allowed_networks_do_not_open_loopback(
     assert receiver.requests == []
 
 
-async def test_the_name_localhost_is_refused_after_resolution(
+async def test_the_name_localhost_is_refused_before_resolution(
     https_receiver: HttpReceiver,
     ca: LocalCA,
     make_message: MakeMessage,
     make_destination: MakeDestination,
 ) -> None:
-    url = https_receiver.url("/guard", host="localhost")
+    for host in ("localhost", "LocalHost.", "app.localhost"):
+        url = https_receiver.url("/guard", host=host)
+
+        result = await send_to(
+            url,
+            make_message,
+            make_destination,
+            allowed=NOTHING_ALLOWED,
+            ssl_context=ca.client_context(),
+        )
+
+        assert not result.ok
+        assert result.error == (
+            f"destination not allowed: {host.lower()} is always this host, a loopback address"
+        )
+        assert not result.retryable
+    assert https_receiver.requests == []
+
+
+@pytest.mark.skipif(LOOPBACK_NAME is None, reason="no host name here resolves to loopback only")
+async def test_a_name_that_resolves_to_loopback_is_refused_after_resolution(
+    https_receiver: HttpReceiver,
+    ca: LocalCA,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    url = https_receiver.url("/guard", host=str(LOOPBACK_NAME))
 
     result = await send_to(
         url,
@@ -103,8 +131,9 @@ async def test_the_name_localhost_is_refused_after_resolution(
         ssl_context=ca.client_context(),
     )
 
-    assert not result.ok
-    assert result.error == "destination not allowed: localhost resolves to a loopback address"
+    assert result.error == (
+        f"destination not allowed: {LOOPBACK_NAME} resolves to 127.0.0.1, a loopback address"
+    )
     assert not result.retryable
     assert https_receiver.requests == []
 
@@ -133,20 +162,59 @@ async def test_ipv4_mapped_ipv6_loopback_is_refused(
 
     result = await send_to(url, make_message, make_destination, allowed=NOTHING_ALLOWED)
 
-    assert result.error == "destination not allowed: ::ffff:127.0.0.1 is a loopback address"
+    assert result.error == (
+        "destination not allowed: ::ffff:127.0.0.1 is an IPv4-mapped address of 127.0.0.1,"
+        " a loopback address"
+    )
     assert not result.retryable
     assert receiver.requests == []
 
 
-async def test_legacy_numeric_ipv4_forms_are_refused(
+# Every spelling getaddrinfo/inet_aton read as an internal address, as a URL host
+LITERAL_FORMS = [
+    ("127.1", "127.1 is 127.0.0.1, a loopback address"),
+    ("2130706433", "2130706433 is 127.0.0.1, a loopback address"),
+    ("0x7f.1", "0x7f.1 is 127.0.0.1, a loopback address"),
+    ("0177.0.0.1", "0177.0.0.1 is 127.0.0.1, a loopback address"),
+    ("0", "0 is 0.0.0.0, the unspecified address"),
+    ("127.0.0.1.", "127.0.0.1. is 127.0.0.1, a loopback address"),
+    ("[::ffff:7f00:1]", "::ffff:7f00:1 is an IPv4-mapped address of 127.0.0.1, a loopback address"),
+    ("[2002:7f00:1::]", "2002:7f00:1:: is a 6to4 address of 127.0.0.1, a loopback address"),
+    ("[64:ff9b::7f00:1]", "64:ff9b::7f00:1 is a NAT64 address of 127.0.0.1, a loopback address"),
+    (
+        "[2001:0:4136:e378:8000:63bf:80ff:fffe]",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe is a Teredo address whose client is 127.0.0.1,"
+        " a loopback address",
+    ),
+]
+
+
+@pytest.mark.parametrize(("host", "says"), LITERAL_FORMS)
+async def test_every_spelling_of_a_literal_internal_address_is_refused_at_send(
+    host: str,
+    says: str,
+    receiver: HttpReceiver,
+    make_message: MakeMessage,
+    make_destination: MakeDestination,
+) -> None:
+    # as a row saved before save refused these would be sent
+    url = f"http://{host}:{receiver.port}/guard"
+
+    result = await send_to(url, make_message, make_destination, allowed=NOTHING_ALLOWED)
+
+    assert result.error == f"destination not allowed: {says}"
+    assert not result.retryable
+    assert receiver.requests == []
+
+
+async def test_a_host_that_ends_in_a_number_but_is_no_address_is_refused(
     receiver: HttpReceiver, make_message: MakeMessage, make_destination: MakeDestination
 ) -> None:
-    for host in ("127.1", "2130706433"):
-        url = f"http://{host}:{receiver.port}/guard"
+    url = f"http://1.2.3.256:{receiver.port}/guard"
 
-        result = await send_to(url, make_message, make_destination, allowed=LOOPBACK_ONLY)
+    result = await send_to(url, make_message, make_destination, allowed=LOOPBACK_ONLY)
 
-        assert result.error == f"destination not allowed: {host} is not a valid IP address"
+    assert result.error == "destination not allowed: 1.2.3.256 is not a valid IP address"
     assert receiver.requests == []
 
 
@@ -309,5 +377,5 @@ async def test_resolver_refuses_a_name_with_no_allowed_address() -> None:
         await resolver.resolve("example.internal", 443)
 
     assert refused.value.reason == (
-        "destination not allowed: example.internal resolves to a private address"
+        "destination not allowed: example.internal resolves to 10.0.0.5, a private address"
     )
