@@ -21,7 +21,7 @@ from tocsin.resolvers.problems import ProblemError
 from tocsin.schema.limits import CodedMaxTokensLimiter, Limits, query_cost_rule
 from tocsin.schema.mutation import Mutation
 from tocsin.schema.query import Query
-from tocsin.schema.scalars import DateTime
+from tocsin.schema.scalars import JSON, DateTime, JSONScalar
 from tocsin.schema.types import (
     DiscordChannel,
     EmailChannel,
@@ -100,7 +100,7 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         types=[SlackChannel, WebhookChannel, EmailChannel, DiscordChannel, TelegramChannel],
-        scalar_overrides={datetime: DateTime},
+        scalar_overrides={datetime: DateTime, JSON: JSONScalar},
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             lambda: ParserCache(maxsize=512),

@@ -148,8 +148,8 @@ async def test_oversized_document_is_refused(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b"\xff\xfe\x00", b"", b'{"query": "{ viewer { name } }"'],
-    ids=["broken", "not-utf8", "empty", "truncated"],
+    [b"{not json", b"\xff\xfe\x00", b"", b'{"query": "{ viewer { name } }"', b"[" * 100_000],
+    ids=["broken", "not-utf8", "empty", "truncated", "nested-too-deep"],
 )
 async def test_malformed_json_is_a_400_graphql_error(api: Api, content: bytes) -> None:
     response = await api.client.post("/graphql", content=content, headers=auth(api))
