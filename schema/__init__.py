@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 from tocsin.resolvers.problems import ProblemError
 from tocsin.schema.limits import CodedMaxTokensLimiter, Limits, query_cost_rule
 from tocsin.schema.mutation import Mutation
+from tocsin.schema.permissions import ErrorsBesideData
 from tocsin.schema.query import Query
 from tocsin.schema.scalars import JSON, DateTime, JSONScalar
 from tocsin.schema.types import (
@@ -107,6 +108,7 @@ def build_schema() -> strawberry.Schema:
             lambda: ValidationCache(maxsize=VALIDATION_CACHE_SIZE),
             lambda: CodedMaxTokensLimiter(max_token_count=MAX_TOKENS),
             lambda: AddValidationRules(LIMIT_RULES),
+            ErrorsBesideData,
             lambda: MaskErrors(
                 should_mask_error=_should_mask, error_message="Internal server error."
             ),
