@@ -7,7 +7,8 @@ fragments spread each other twice over (``F1 { ...F0 ...F0 }`` … ``F39``) cost
 milliseconds to refuse, not the minutes that walking every expansion takes.
 
 A refusal is a GraphQL error with ``extensions.code = "QUERY_TOO_COMPLEX"`` whose message
-names the limit. The token limit of the parser gets the same code (``CodedMaxTokensLimiter``).
+names the limit. The parser's limits (5 000 tokens, nesting) get the same code
+(``CodedMaxTokensLimiter``).
 """
 
 from __future__ import annotations
@@ -182,5 +183,6 @@ class CodedMaxTokensLimiter(MaxTokensLimiter):
 
 
 def _mark(error: GraphQLError) -> None:
-    if isinstance(error, GraphQLSyntaxError) and "tokens" in error.message:
+    # The parser's own limits (tokens, nesting) all end so; a plain syntax error does not.
+    if isinstance(error, GraphQLSyntaxError) and error.message.endswith("Parsing aborted."):
         error.extensions = {**(error.extensions or {}), "code": CODE}

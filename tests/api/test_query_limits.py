@@ -125,6 +125,15 @@ async def test_each_limit_is_named(setup: Setup) -> None:
     # the parser's token limit has the same code
     [tokens] = too_complex(await api.post("query { viewer { " + "name " * 6000 + "} }"))
     assert "more than 5000 tokens" in tokens
+    # and so has its nesting limit (a list literal 400 deep)
+    deep = "[" * 400 + "1" + "]" * 400
+    [nesting] = too_complex(
+        await api.post(f'{{ channel(id: "x") {{ metadataMatch(a: {deep}) }} }}')
+    )
+    assert "nested too deeply" in nesting
+    # while a plain syntax error has no code of the kind
+    plain = (await api.post("{ viewer { ")).json()["errors"]
+    assert [e.get("extensions", {}).get("code") for e in plain] == [None]
 
 
 async def test_only_the_operation_run_is_limited_alone(setup: Setup) -> None:
