@@ -260,10 +260,10 @@ def non_finite_at(value: Any) -> str | None:
         current, path = pending.pop()
         if isinstance(current, float) and not math.isfinite(current):
             return path
+        children: list[tuple[Any, str]] = []
         if isinstance(current, dict):
-            pending.extend(
-                (item, f"{path}.{key}" if path else str(key)) for key, item in current.items()
-            )
+            children = [(v, f"{path}.{k}" if path else str(k)) for k, v in current.items()]
         elif isinstance(current, list | tuple):
-            pending.extend((item, f"{path}[{index}]") for index, item in enumerate(current))
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(current)]
+        pending.extend(reversed(children))  # the first one found is the first in the value
     return None

@@ -136,7 +136,7 @@ async def test_each_limit_is_named(setup: Setup) -> None:
     assert [e.get("extensions", {}).get("code") for e in plain] == [None]
 
 
-async def test_only_the_operation_run_is_limited_alone(setup: Setup) -> None:
+async def test_each_operation_is_measured_on_its_own(setup: Setup) -> None:
     # each operation is measured on its own: two operations of 30 aliases each pass
     thirty = " ".join(f"a{i}: __typename" for i in range(30))
     document = f"query One {{ {thirty} }} query Two {{ {thirty} }}"
