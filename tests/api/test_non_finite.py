@@ -86,7 +86,9 @@ async def test_non_finite_metadata_in_variables_is_refused(api: Api) -> None:
     assert payload["event"] is None
     [error] = payload["errors"]
     assert (error["field"], error["code"]) == (["metadata"], "INVALID_METADATA")
-    assert error["message"].startswith("The number at metadata.run.scores[2] is not finite")
+    assert error["message"].startswith(
+        "The number at metadata.run.scores[2] is not a finite number"
+    )
     assert await stored_events(api) == 0
 
 
