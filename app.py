@@ -90,8 +90,8 @@ async def graphql_endpoint(request: Request) -> Response:
     except BodyTooLarge:
         return _error(413, "The request body is larger than 1 MiB.", "PAYLOAD_TOO_LARGE")
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        payload = json.loads(body, parse_constant=_not_json)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return _error(400, "The request body is not valid JSON.", "BAD_REQUEST")
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
         return _error(400, 'Send a JSON object with a "query" string.', "BAD_REQUEST")
@@ -112,6 +112,11 @@ async def graphql_endpoint(request: Request) -> Response:
     if result.errors:
         response["errors"] = [_formatted(error) for error in result.errors]
     return JSONResponse(response)
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json module reads NaN, Infinity and -Infinity; JSON has no such values."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _formatted(error: GraphQLError) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def format_value(value: Any) -> str:
     """A metadata value as a reader expects it: strings as they are, the rest as JSON."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
 
 
 def metadata_items(metadata: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -11,13 +12,14 @@ import httpx
 
 from tocsin import __version__
 from tocsin.channels.base import ChannelSender, Destination, Message, SendContext, SendResult
-from tocsin.channels.http import json_body, post
+from tocsin.channels.http import post
 from tocsin.channels.rendering import as_utc, truncate
 from tocsin.channels.signing import signature_headers
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
 _OWN_HEADERS = {"content-type", "webhook-id", "webhook-timestamp", "webhook-signature"}
+NOT_JSON = "the event's metadata holds a number JSON cannot carry (NaN or Infinity)"
 
 
 def webhook_payload(message: Message, *, sent_at: datetime) -> dict[str, Any]:
@@ -34,6 +36,14 @@ def webhook_payload(message: Message, *, sent_at: datetime) -> dict[str, Any]:
         "sent_at": as_utc(sent_at).isoformat(),
         "tocsin_version": __version__,
     }
+
+
+def webhook_body(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, the exact bytes sent and signed; ValueError for NaN or Infinity,
+    which receivers' JSON parsers refuse."""
+    return json.dumps(
+        payload, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+    ).encode()
 
 
 def custom_headers(headers: Mapping[str, Any]) -> httpx.Headers:
@@ -59,7 +69,10 @@ class WebhookSender(ChannelSender):
         url = destination.secrets.get("url")
         if not url:
             return SendResult(ok=False, latency_ms=0.0, error="webhook URL is not set")
-        body = json_body(webhook_payload(message, sent_at=datetime.now(UTC)))
+        try:
+            body = webhook_body(webhook_payload(message, sent_at=datetime.now(UTC)))
+        except ValueError:  # NaN or Infinity: the body would not be JSON
+            return SendResult(ok=False, latency_ms=0.0, error=NOT_JSON)
         try:
             headers = custom_headers(destination.secrets.get("headers") or {})
             headers["Content-Type"] = "application/json"

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from tocsin.resolvers.context import Context, Services
 from tocsin.resolvers.problems import Problem, Problems
 from tocsin.resolvers.routing import delivery_status_for
+from tocsin.resolvers.validation import non_finite_at
 from tocsin.storage.database import Database
 from tocsin.storage.enums import Priority
 from tocsin.storage.outbox import NewEvent, WrittenEvent, metadata_fingerprint, write_events
@@ -33,6 +34,7 @@ MAX_KEY = 200
 MAX_BATCH = 1000
 FINGERPRINTED_TYPES = {"schema_drift"}
 CATALOG_SECONDS = 2.0
+NOT_FINITE = "is not a finite number: JSON has no NaN or Infinity, nor numbers beyond 1.8e308."
 
 
 @dataclass(slots=True)
@@ -181,6 +183,8 @@ def prepare_event(
     metadata = {} if request.metadata is None else request.metadata
     if not isinstance(metadata, dict):
         fail("metadata", "INVALID_METADATA", "Metadata is a JSON object.")
+    elif (where := non_finite_at(metadata)) is not None:
+        fail("metadata", "INVALID_METADATA", f"The number at metadata.{where} {NOT_FINITE}")
     elif len(json.dumps(metadata, default=str).encode()) > MAX_METADATA_BYTES:
         fail("metadata", "TOO_LARGE", "Metadata may be at most 16 KiB of JSON.")
     for name, value in (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from ipaddress import IPv4Address
@@ -315,8 +316,26 @@ def check_metadata_match(problems: Problems, path: str, value: Any) -> dict[str,
             not isinstance(options, list)
             or not options
             or not all(isinstance(o, str | int | float | bool) for o in options)
+            or non_finite_at(options) is not None
         ):
             problems.add([path, key], "INVALID_METADATA_MATCH", message)
             continue
         result[key] = [str(o) for o in options]
     return result
+
+
+def non_finite_at(value: Any) -> str | None:
+    """Where ``value`` holds a number JSON cannot carry (NaN, or beyond a double's range,
+    such as 1e400), as ``a.b[2]`` (``""`` for ``value`` itself); None when it holds none."""
+    pending: list[tuple[Any, str]] = [(value, "")]
+    while pending:  # a loop, not recursion: a value may be nested a thousand levels deep
+        current, path = pending.pop()
+        if isinstance(current, float) and not math.isfinite(current):
+            return path
+        children: list[tuple[Any, str]] = []
+        if isinstance(current, dict):
+            children = [(v, f"{path}.{k}" if path else str(k)) for k, v in current.items()]
+        elif isinstance(current, list | tuple):
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(current)]
+        pending.extend(reversed(children))  # the first one found is the first in the value
+    return None

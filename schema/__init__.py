@@ -11,19 +11,18 @@ from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from tocsin.resolvers.problems import ProblemError
+from tocsin.schema.limits import CodedMaxTokensLimiter, Limits, query_cost_rule
 from tocsin.schema.mutation import Mutation
+from tocsin.schema.permissions import ErrorsBesideData
 from tocsin.schema.query import Query
-from tocsin.schema.scalars import DateTime
+from tocsin.schema.scalars import JSON, DateTime, JSONScalar
 from tocsin.schema.types import (
     DiscordChannel,
     EmailChannel,
@@ -34,17 +33,23 @@ from tocsin.schema.types import (
 
 MAX_DEPTH = 10
 MAX_ALIASES = 50
+# Counted with fragments expanded. GraphiQL's introspection query is about 230
+# selections and 10 spreads (expanded), 5 deep.
+MAX_FRAGMENT_SPREADS = 200
+MAX_SELECTIONS = 2000
 MAX_TOKENS = 5000
 VALIDATION_CACHE_SIZE = 512
 
-# Strawberry's limiters are validation rules that each instance creates anew, and the
-# rules are part of ValidationCache's key: a limiter built per request would make every
+# The rules are part of ValidationCache's key: a rule built per request would make every
 # request miss the cache (measured: validation was 55 % of the server's CPU under
 # emitEvent load). The rules are built once here and added with a stable identity.
-LIMIT_RULES = [
-    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
-    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-]
+LIMITS = Limits(
+    depth=MAX_DEPTH,
+    aliases=MAX_ALIASES,
+    spreads=MAX_FRAGMENT_SPREADS,
+    selections=MAX_SELECTIONS,
+)
+LIMIT_RULES = [query_cost_rule(LIMITS)]
 
 log = logging.getLogger("tocsin.graphql")
 
@@ -96,13 +101,14 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         types=[SlackChannel, WebhookChannel, EmailChannel, DiscordChannel, TelegramChannel],
-        scalar_overrides={datetime: DateTime},
+        scalar_overrides={datetime: DateTime, JSON: JSONScalar},
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=VALIDATION_CACHE_SIZE),
-            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: CodedMaxTokensLimiter(max_token_count=MAX_TOKENS),
             lambda: AddValidationRules(LIMIT_RULES),
+            ErrorsBesideData,
             lambda: MaskErrors(
                 should_mask_error=_should_mask, error_message="Internal server error."
             ),

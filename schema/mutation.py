@@ -10,7 +10,7 @@ from strawberry.types import Info
 
 from tocsin.resolvers import channels, deliveries, event_types, sendtest, tokens
 from tocsin.resolvers.events import EmitRequest, emit_events, invalidate_catalog
-from tocsin.resolvers.problems import ProblemError
+from tocsin.resolvers.problems import ProblemError, not_found
 from tocsin.schema.enums import ChannelKind, Role
 from tocsin.schema.inputs import (
     ChannelInputBase,
@@ -162,7 +162,9 @@ class Mutation:
     @strawberry.mutation(permission_classes=EDITORS)
     async def retry_delivery(self, info: Info, id: strawberry.ID) -> Delivery | None:
         row = await deliveries.retry_delivery(info.context, str(id))
-        return Delivery.from_row(row) if row else None
+        if row is None:
+            raise ProblemError([not_found("delivery")])
+        return Delivery.from_row(row)
 
     @strawberry.mutation(
         permission_classes=ADMINS,

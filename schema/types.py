@@ -21,7 +21,7 @@ from tocsin.schema.enums import (
     Role,
     SmtpSecurity,
 )
-from tocsin.schema.permissions import EDITORS
+from tocsin.schema.permissions import EDITORS, EVENT_READERS, RefuseBesideData
 from tocsin.schema.scalars import JSON
 from tocsin.storage import tables
 
@@ -58,7 +58,8 @@ class ChannelTestResult:
     channel: Channel
     ok: bool
     status_code: int | None
-    error: str | None
+    # A receiver's answer may quote the event or its own internals: editors only.
+    error: str | None = strawberry.field(permission_classes=EDITORS)
     latency_ms: float
     tested_at: datetime
 
@@ -103,7 +104,7 @@ class Channel:
             tested_at=datetime.fromisoformat(data["tested_at"]),
         )
 
-    @strawberry.field
+    @strawberry.field(permission_classes=EDITORS)
     async def last_delivery(self, info: Info) -> Delivery | None:
         row = await delivery_service.last_delivery_loader(info.context).load(str(self.id))
         return Delivery.from_row(row) if row else None
@@ -217,14 +218,26 @@ def channel_from_row(row: tables.ChannelRow) -> Channel:
 # -- events and deliveries ---------------------------------------------------------------
 
 
+# Events, deliveries and attempts: every field carries its permission, wherever the type
+# is reached from (tests/api/test_field_permissions.py walks the schema for each role).
+
+
+def _editors() -> Any:
+    return strawberry.field(permission_classes=EDITORS)
+
+
+def _event_readers() -> Any:
+    return strawberry.field(permission_classes=EVENT_READERS)
+
+
 @strawberry.type
 class DeliveryAttempt:
-    number: int
-    started_at: datetime
-    duration_ms: float
-    ok: bool
-    status_code: int | None
-    error: str | None
+    number: int = _editors()
+    started_at: datetime = _editors()
+    duration_ms: float = _editors()
+    ok: bool = _editors()
+    status_code: int | None = _editors()
+    error: str | None = _editors()
 
     @classmethod
     def from_row(cls, row: tables.DeliveryAttemptRow) -> DeliveryAttempt:
@@ -240,18 +253,18 @@ class DeliveryAttempt:
 
 @strawberry.type
 class Event:
-    id: strawberry.ID
-    type: str
-    title: str
-    detail: str | None
-    metadata: JSON
-    priority: Priority
-    dedup_key: str | None
-    source: str | None
-    occurred_at: datetime
-    created_at: datetime
+    id: strawberry.ID = _event_readers()
+    type: str = _event_readers()
+    title: str = _event_readers()
+    detail: str | None = _event_readers()
+    metadata: JSON = _event_readers()
+    priority: Priority = _event_readers()
+    dedup_key: str | None = _event_readers()
+    source: str | None = _event_readers()
+    occurred_at: datetime = _event_readers()
+    created_at: datetime = _event_readers()
 
-    @strawberry.field(permission_classes=EDITORS)
+    @strawberry.field(extensions=[RefuseBesideData(Role.EDITOR, Role.ADMIN)])
     async def deliveries(self, info: Info) -> list[Delivery]:
         rows = await delivery_service.deliveries_by_event_loader(info.context).load(str(self.id))
         return [Delivery.from_row(row) for row in rows]
@@ -274,31 +287,31 @@ class Event:
 
 @strawberry.type
 class Delivery:
-    id: strawberry.ID
-    channel_kind: ChannelKind
-    status: DeliveryStatus
-    attempt_count: int
-    next_attempt_at: datetime | None
-    last_error: str | None
-    last_status_code: int | None
-    created_at: datetime
-    delivered_at: datetime | None
+    id: strawberry.ID = _editors()
+    channel_kind: ChannelKind = _editors()
+    status: DeliveryStatus = _editors()
+    attempt_count: int = _editors()
+    next_attempt_at: datetime | None = _editors()
+    last_error: str | None = _editors()
+    last_status_code: int | None = _editors()
+    created_at: datetime = _editors()
+    delivered_at: datetime | None = _editors()
     event_id: strawberry.Private[str]
     channel_id: strawberry.Private[str | None]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=EDITORS)
     async def event(self, info: Info) -> Event:
         row = await delivery_service.event_loader(info.context).load(self.event_id)
         return Event.from_row(row)
 
-    @strawberry.field
+    @strawberry.field(permission_classes=EDITORS)
     async def channel(self, info: Info) -> Channel | None:
         if self.channel_id is None:
             return None
         row = await delivery_service.channel_loader(info.context).load(self.channel_id)
         return channel_from_row(row) if row else None
 
-    @strawberry.field
+    @strawberry.field(permission_classes=EDITORS)
     async def attempts(self, info: Info) -> list[DeliveryAttempt]:
         rows = await delivery_service.attempts_loader(info.context).load(str(self.id))
         return [DeliveryAttempt.from_row(row) for row in rows]

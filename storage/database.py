@@ -8,8 +8,10 @@ lock; readers use WAL and never wait for the writer. PostgreSQL needs no lock.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +25,31 @@ from sqlalchemy.ext.asyncio import (
 
 from tocsin.settings import Settings
 
+# NaN and Infinity are not JSON: stored, they would break every reader of the row.
+_STRICT_JSON = partial(json.dumps, allow_nan=False)
+
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=8, max_overflow=8, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url,
+            pool_size=8,
+            max_overflow=8,
+            connect_args={"timeout": 30},
+            json_serializer=_STRICT_JSON,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
-        url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        json_serializer=_STRICT_JSON,
     )
 
 
