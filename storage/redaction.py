@@ -17,10 +17,10 @@ starts, pytest's ``caplog`` one per test); every record, from any logger, is mad
 factory. It is installed by ``open_services`` (and for the whole life of a CLI process by
 its logging set-up), never at import, and removed when the last of them closes.
 
-Cost: a record is checked with one substring search per detection string (the shortest
-pieces of each secret, about two per secret) over its formatted message; only a record
-that contains a secret is rewritten, and a traceback is formatted here only when the
-record carries one.
+Cost: a record's formatted message is checked with one substring search per detection
+string (the shortest pieces of each secret, a few per secret), or, past SCAN_LIMIT of
+them, with one set lookup per 6-gram of the message; only a record that contains a secret
+is rewritten, and a traceback is formatted here only when the record carries one.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ MIN_FRAGMENT = 6
 MIN_SEGMENT = 8
 "How long a URL path segment or a header value's word must be to be redacted on its own."
 
+SCAN_LIMIT = 48
+"Up to this many detection strings, one substring search each beats a lookup per n-gram."
+
 
 class SecretRegistry:
     """The secret values this process knows, and the strings that would give them away.
@@ -53,6 +56,7 @@ class SecretRegistry:
         self._fragments: set[str] = set()
         self._detect: set[str] = set()
         self.detect: tuple[str, ...] = ()
+        self._by_prefix: dict[str, tuple[str, ...]] = {}
         "Per secret, the fragments that contain none of its others: a leak contains one of them."
         self._replace: tuple[str, ...] = ()
 
@@ -77,6 +81,7 @@ class SecretRegistry:
                 self._fragments.update(fragments)
                 self._detect.update(_minimal(fragments))
             self.detect = tuple(self._detect)
+            self._by_prefix = _index_by_prefix(self._detect)
             self._replace = tuple(sorted(self._fragments, key=len, reverse=True))
 
     def clear(self) -> None:
@@ -85,10 +90,18 @@ class SecretRegistry:
             self._fragments.clear()
             self._detect.clear()
             self.detect = ()
+            self._by_prefix = {}
             self._replace = ()
 
     def contains_secret(self, text: str) -> bool:
-        return any(map(text.__contains__, self.detect))
+        detect = self.detect
+        if len(detect) <= SCAN_LIMIT:
+            return any(map(text.__contains__, detect))
+        # Many secrets: look up each of the text's MIN_FRAGMENT-grams instead, so that the
+        # cost follows the text's length, not the number of secrets.
+        index = self._by_prefix
+        grams = {text[i : i + MIN_FRAGMENT] for i in range(len(text) - MIN_FRAGMENT + 1)}
+        return any(d in text for gram in grams.intersection(index) for d in index[gram])
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret (and every piece of one) replaced by [redacted]."""
@@ -126,6 +139,13 @@ def give_aways(value: str) -> set[str]:
     found = {variant for piece in pieces for variant in _encodings(piece)}
     found.add(base64.b64encode(value.encode()).decode())  # SMTP AUTH LOGIN sends this
     return {f for f in found if len(f) >= MIN_FRAGMENT}
+
+
+def _index_by_prefix(detect: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    index: dict[str, list[str]] = {}
+    for fragment in detect:
+        index.setdefault(fragment[:MIN_FRAGMENT], []).append(fragment)
+    return {prefix: tuple(fragments) for prefix, fragments in index.items()}
 
 
 def _minimal(fragments: Iterable[str]) -> list[str]:

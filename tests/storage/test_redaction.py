@@ -14,6 +14,7 @@ from tests.delivery.test_delivery import save
 from tests.support import Api
 from tocsin.storage.redaction import (
     REDACTED,
+    SCAN_LIMIT,
     SecretRegistry,
     log_redaction,
     redact_record,
@@ -165,3 +166,17 @@ def test_nested_installs_count() -> None:
             pass
         assert logging.getLogRecordFactory() is not original
     assert logging.getLogRecordFactory() is original
+
+
+def test_many_secrets_are_found_by_ngram_lookup() -> None:
+    # given more detection strings than are scanned one by one
+    registry = SecretRegistry()
+    for number in range(40):
+        registry.add_secrets({"url": f"https://h.example.com/hook/{number:04d}{CANARY}{number}"})
+    assert len(registry.detect) > SCAN_LIMIT
+    # then a leak of any one of them is found, anywhere in the text, and nothing else is
+    leak = f"/hook/0031{CANARY}31"
+    assert registry.contains_secret(f"POST {leak}/x failed")
+    assert registry.redact(f"POST https://h.example.com{leak}") == f"POST {REDACTED}"
+    assert registry.redact(f"x0031{CANARY}31") == f"x{REDACTED}"
+    assert not registry.contains_secret(f"POST /hook/0031{CANARY}99 and {CANARY}")
