@@ -7,6 +7,7 @@ attempt, audit, event or channel row."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -250,6 +251,8 @@ async def test_smtp_auth_failure(
         await save(api, "Email", email("localhost", smtp_server.port))
         errors = await assert_no_canary(api, await fail_everything(api, 1), caplog)
     assert smtp_server.failed_logins >= 2 and smtp_server.messages == []
+    # AUTH LOGIN sends the password base64-encoded; the server's DEBUG log shows that line
+    assert base64.b64encode(f"{CANARY}-smtp-pass".encode()).decode() not in caplog.text
     assert all("535" in e or "auth" in e.lower() for e in errors), errors
 
 

@@ -18,6 +18,7 @@ from tocsin.storage.redaction import (
     SecretRegistry,
     log_redaction,
     redact_record,
+    remove_log_redaction,
     secret_registry,
 )
 from tocsin.storage.secretbox import SecretBox
@@ -180,3 +181,15 @@ def test_many_secrets_are_found_by_ngram_lookup() -> None:
     assert registry.redact(f"POST https://h.example.com{leak}") == f"POST {REDACTED}"
     assert registry.redact(f"x0031{CANARY}31") == f"x{REDACTED}"
     assert not registry.contains_secret(f"POST /hook/0031{CANARY}99 and {CANARY}")
+
+
+def test_the_cli_redacts_for_the_whole_process() -> None:
+    from tocsin import cli
+
+    original = logging.getLogRecordFactory()
+    cli._configure_logging()
+    try:
+        assert logging.getLogRecordFactory() is not original
+    finally:
+        remove_log_redaction()
+    assert logging.getLogRecordFactory() is original
