@@ -242,7 +242,11 @@ class _RedactingFactory:
     def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
         record = self.previous(*args, **kwargs)
         if self.active:
-            redact_record(record)
+            try:
+                redact_record(record)
+            except Exception:  # never break the caller's logging call, never leak either
+                record.msg, record.args = "(log record withheld: redacting it failed)", None
+                record.exc_info = record.exc_text = record.stack_info = None
         return record
 
 

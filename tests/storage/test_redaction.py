@@ -193,3 +193,15 @@ def test_the_cli_redacts_for_the_whole_process() -> None:
     finally:
         remove_log_redaction()
     assert logging.getLogRecordFactory() is original
+
+
+def test_a_record_that_cannot_be_checked_is_withheld(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tocsin.storage.redaction as redaction
+
+    def broken(record: logging.LogRecord, registry: object = None) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(redaction, "redact_record", broken)
+    with log_redaction():
+        record = logging.getLogger("x").makeRecord("x", logging.INFO, "f", 1, "%s", ("a",), None)
+    assert record.getMessage() == "(log record withheld: redacting it failed)"
