@@ -55,8 +55,8 @@ class SecretRegistry:
         self._values: set[str] = set()
         self._fragments: set[str] = set()
         self._detect: set[str] = set()
-        self.detect: tuple[str, ...] = ()
         self._by_prefix: dict[str, tuple[str, ...]] = {}
+        self.detect: tuple[str, ...] = ()
         "Per secret, the fragments that contain none of its others: a leak contains one of them."
         self._replace: tuple[str, ...] = ()
 
@@ -80,8 +80,9 @@ class SecretRegistry:
                 fragments = give_aways(value)
                 self._fragments.update(fragments)
                 self._detect.update(_minimal(fragments))
-            self.detect = tuple(self._detect)
+            # The index first: a reader that sees the new detection strings sees it too.
             self._by_prefix = _index_by_prefix(self._detect)
+            self.detect = tuple(self._detect)
             self._replace = tuple(sorted(self._fragments, key=len, reverse=True))
 
     def clear(self) -> None:
