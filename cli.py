@@ -11,9 +11,11 @@ from collections.abc import Sequence
 
 from tocsin.settings import ConfigurationError, Settings, load_settings
 from tocsin.storage.enums import Role
+from tocsin.storage.redaction import install_log_redaction
 
 
 def _configure_logging() -> None:
+    install_log_redaction()  # for the whole process: also what uvicorn logs after shutdown
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -15,6 +15,7 @@ from tocsin.settings import ConfigurationError, Settings
 from tocsin.storage.database import Database
 from tocsin.storage.enums import Role
 from tocsin.storage.migrate import upgrade_to_head
+from tocsin.storage.redaction import log_redaction
 from tocsin.storage.secretbox import SecretBox
 from tocsin.storage.tables import MetaRow
 
@@ -53,6 +54,13 @@ async def ensure_first_admin_token(services: Services) -> str | None:
 
 @asynccontextmanager
 async def open_services(settings: Settings, *, http: bool = True) -> AsyncIterator[Services]:
+    with log_redaction():
+        async with _open_services(settings, http=http) as services:
+            yield services
+
+
+@asynccontextmanager
+async def _open_services(settings: Settings, *, http: bool) -> AsyncIterator[Services]:
     box = SecretBox.from_settings(settings)
     db = Database.from_settings(settings)
     try:

@@ -11,6 +11,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from tocsin.settings import ConfigurationError, Settings
+from tocsin.storage.redaction import secret_registry
 
 KEY_CHECK_PLAINTEXT = "tocsin-key-check"
 
@@ -31,11 +32,14 @@ class SecretBox:
                     "(URL-safe base64 of 32 bytes; `tocsin keys generate` makes one)"
                 ) from None
         self._fernet = MultiFernet(fernets)
+        secret_registry.add(*(key.decode(errors="replace") for key in keys))
 
     def __repr__(self) -> str:
         return "SecretBox('**********')"
 
     def encrypt(self, secrets: dict[str, Any]) -> str:
+        """Ciphertext of ``secrets``; their values are redacted from logs from now on."""
+        secret_registry.add_secrets(secrets)
         return self._fernet.encrypt(json.dumps(secrets).encode()).decode()
 
     def decrypt(self, token: str) -> dict[str, Any]:
@@ -47,6 +51,7 @@ class SecretBox:
                 "the key they were encrypted with is not among the configured keys"
             ) from None
         value: dict[str, Any] = json.loads(plaintext)
+        secret_registry.add_secrets(value)
         return value
 
     def rotate(self, token: str) -> str:
