@@ -14,8 +14,7 @@ import re
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from tests.e2e.server import (
     wait_for_events,
 )
 from tests.peers import HttpReceiver
+from tests.pg_gate import gate
 from tests.support import PG_URL, TEST_DB_PREFIX, _pg_execute, new_database_url
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="several processes share only PostgreSQL")
@@ -48,39 +48,6 @@ async def empty_database() -> AsyncIterator[str]:
     await _pg_execute(f"CREATE DATABASE {name}")
     yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
     await _pg_execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-@asynccontextmanager
-async def gate(
-    database_url: str, statement: str
-) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
-    """Run ``statement`` in a transaction held open until the block ends (then rolled back);
-    yields ``until_waiting(n)``, which returns once n other sessions wait for a lock."""
-    import asyncpg
-
-    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
-    transaction = connection.transaction()
-    await transaction.start()
-    await connection.execute(statement)
-
-    async def until_waiting(count: int) -> None:
-        for _ in range(600):
-            # the statistics are a snapshot per transaction unless cleared
-            await connection.execute("SELECT pg_stat_clear_snapshot()")
-            waiting = await connection.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if waiting >= count:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"only {waiting} of {count} processes reached the gate in 30 s")
-
-    try:
-        yield until_waiting
-    finally:
-        await transaction.rollback()
-        await connection.close()
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -123,10 +90,10 @@ async def test_three_workers_and_an_api_started_together_on_an_empty_database(
     try:
         # given an empty database, when three workers and an API start at the same moment
         # (each waits until all four have reached their migration)
-        async with gate(empty_database, VERSION_TABLE) as until_waiting:
+        async with gate(empty_database, VERSION_TABLE) as gate_:
             processes = [_spawn(["worker"], env, log) for log in logs[:3]]
             api_ready = asyncio.create_task(api.start())
-            await until_waiting(4)
+            await gate_.until_waiting(4)
         await api_ready
         # then every one of them comes up and stays up
         for worker, log in zip(processes, logs, strict=False):
@@ -162,9 +129,9 @@ async def test_two_serves_started_together_create_one_first_admin_token(
     second = TocsinServer(env, log_dir=tmp_path / "b")
     try:
         # when two `tocsin serve` start at the same moment (both wait to read api_token)
-        async with gate(database_url, "LOCK TABLE api_token IN ACCESS EXCLUSIVE MODE") as until:
+        async with gate(database_url, "LOCK TABLE api_token IN ACCESS EXCLUSIVE MODE") as gate_:
             both = asyncio.gather(first.start(), second.start())
-            await until(2)
+            await gate_.until_waiting(2)
         await both
         # then exactly one of them printed a first ADMIN token, and it works on both
         printed = FIRST_TOKEN.findall(first.logs()) + FIRST_TOKEN.findall(second.logs())
