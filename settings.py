@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     )
     telegram_api_base: str = "https://api.telegram.org"
     message_prefix: str = Field(default="[Tocsin]", max_length=64)
+    emit_rate_limit: float = Field(default=0.0, ge=0, le=1_000_000)
+    "Events per second one token may emit; 0 is unlimited."
+    emit_queue_limit: int = Field(default=10_000, ge=1, le=1_000_000)
+    "Events that may wait for the writer before emits are refused (HTTP 503)."
 
     @field_validator("bootstrap_token", mode="before")
     @classmethod

@@ -53,6 +53,8 @@ def test_defaults_are_the_contracts(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert settings.digest_intervals == {"MEDIUM": 300, "LOW": 900, "INFO": 3600}
     assert settings.telegram_api_base == "https://api.telegram.org"
     assert settings.message_prefix == "[Tocsin]"
+    assert settings.emit_rate_limit == 0  # unlimited
+    assert settings.emit_queue_limit == 10_000
 
 
 def test_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,3 +215,15 @@ def test_message_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     assert refused(monkeypatch, MESSAGE_PREFIX="[Ops]\r\nBcc: x@example.com").startswith(
         "TOCSIN_MESSAGE_PREFIX is invalid"
     )
+
+
+def test_emit_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load(monkeypatch, EMIT_RATE_LIMIT="2.5", EMIT_QUEUE_LIMIT="500")
+    assert (settings.emit_rate_limit, settings.emit_queue_limit) == (2.5, 500)
+    for name, bad in (("EMIT_RATE_LIMIT", "-1"), ("EMIT_RATE_LIMIT", "fast")):
+        assert refused(monkeypatch, **{name: bad}).startswith(f"TOCSIN_{name} is invalid")
+    monkeypatch.delenv("TOCSIN_EMIT_RATE_LIMIT")
+    for bad in ("0", "-5", "many"):
+        assert refused(monkeypatch, EMIT_QUEUE_LIMIT=bad).startswith(
+            "TOCSIN_EMIT_QUEUE_LIMIT is invalid"
+        )
