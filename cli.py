@@ -9,6 +9,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
 from tocsin.settings import ConfigurationError, Settings, load_settings
 from tocsin.storage.enums import Role
 
@@ -19,8 +22,9 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    # Alembic lists its autogenerate plugins at INFO on every start: noise for operators.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Alembic says at INFO which dialect it found on every start: noise for operators.
+    # tocsin.migrate logs one line when a migration actually runs.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,7 +139,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"tocsin: {exc}", file=sys.stderr)
         return 2
+    except (OSError, SQLAlchemyError) as exc:
+        # Unreachable server, wrong password, missing database, unwritable data dir.
+        print(f"tocsin: {_database_failure(exc)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _database_failure(exc: BaseException) -> str:
+    """One line on why the database could not be used, naming the variable, without the
+    URL's password (the driver's own message is the useful part, and never carries it)."""
+    settings = load_settings()
+    variable = "TOCSIN_DATABASE_URL" if settings.database_url else "TOCSIN_DATA_DIR"
+    cause: BaseException = getattr(exc, "orig", None) or exc
+    while cause.__cause__ is not None:  # the driver's own exception, e.g. InvalidPasswordError
+        cause = cause.__cause__
+    lines = str(cause).strip().splitlines()
+    reason = f"{type(cause).__name__}: {lines[0] if lines else ''}"[:300]
+    if settings.database_url:
+        password = make_url(settings.database_url).password
+        if password:
+            reason = reason.replace(str(password), "***")
+    return f"cannot use the database of {variable}: {reason}"
 
 
 if __name__ == "__main__":

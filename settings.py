@@ -10,12 +10,17 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DIGEST_PRIORITIES = ("MEDIUM", "LOW", "INFO")
 DEFAULT_DIGEST_INTERVALS = {"MEDIUM": 300, "LOW": 900, "INFO": 3600}
 MAX_DIGEST_INTERVAL = 30 * 86400
+DATABASE_URL_FORMS = (
+    "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE or sqlite+aiosqlite:///PATH"
+)
 
 
 class ConfigurationError(Exception):
@@ -49,6 +54,21 @@ class Settings(BaseSettings):
         # and also stop the first start from printing one, locking the operator out.
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        # The messages never repeat the URL: it usually carries a password.
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError(f"use {DATABASE_URL_FORMS}")
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(f"not a valid URL; use {DATABASE_URL_FORMS}") from None
         return value
 
     @field_validator("allowed_private_networks", mode="before")

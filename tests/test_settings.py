@@ -64,6 +64,31 @@ def test_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not settings.is_sqlite
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "mysql://x",
+        "postgresql://tocsin:s3cr3t-pw@db/tocsin",  # no async driver
+        "sqlite:///tmp/tocsin.db",
+        "postgresql+asyncpg://tocsin:s3cr3t-pw@db:port/tocsin",
+        "tocsin",
+    ],
+)
+def test_a_database_url_tocsin_cannot_use_is_refused_without_repeating_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    message = refused(monkeypatch, DATABASE_URL=value)
+    assert message.startswith("TOCSIN_DATABASE_URL is invalid: ")
+    assert "postgresql+asyncpg://USER:PASSWORD@HOST" in message
+    assert "s3cr3t" not in message and value not in message
+
+
+def test_a_blank_database_url_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load(monkeypatch, DATABASE_URL=" ").database_url is None
+    url = "sqlite+aiosqlite:////var/lib/tocsin/tocsin.db"
+    assert load(monkeypatch, DATABASE_URL=url).sqlalchemy_url == url
+
+
 def test_data_dir_places_database_and_key_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
