@@ -370,7 +370,7 @@ async def mute_channel(
 async def delete_channel(ctx: Context, channel_id: str) -> tuple[str | None, list[Problem]]:
     try:
         async with ctx.db.write() as session:
-            row = await session.get(ChannelRow, channel_id)
+            row = await session.get(ChannelRow, channel_id, with_for_update=True)
             if row is None:
                 raise ProblemError([not_found("channel")])
             await session.delete(row)

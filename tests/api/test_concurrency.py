@@ -128,6 +128,24 @@ async def test_muting_a_channel_that_is_being_deleted_answers_not_found(
     assert muted["data"]["muteChannel"] == {"channel": None, "errors": [{"code": "NOT_FOUND"}]}
 
 
+async def test_two_editors_deleting_one_channel_delete_it_once(
+    api: Api, settings: Settings, receiver: HttpReceiver
+) -> None:
+    channel_id = await _webhook(api, receiver)
+    assert settings.database_url is not None
+    delete = "mutation($id: ID!) { deleteChannel(id: $id) { deletedId errors { code } } }"
+    async with gate(settings.database_url, LOCK_CHANNEL, channel_id) as gate_:
+        first = asyncio.create_task(api.gql(delete, {"id": channel_id}))
+        await gate_.until_waiting(1)
+        second = asyncio.create_task(api.gql(delete, {"id": channel_id}))
+        await gate_.until_waiting(2)
+    # then the first deletes it, and the second finds nothing to delete (not a 500)
+    assert (await first)["data"]["deleteChannel"] == {"deletedId": channel_id, "errors": []}
+    answer = await second
+    assert "errors" not in answer, answer["errors"]
+    assert answer["data"]["deleteChannel"] == {"deletedId": None, "errors": [{"code": "NOT_FOUND"}]}
+
+
 async def test_two_admins_registering_one_new_event_type_both_succeed(
     api: Api, settings: Settings
 ) -> None:
