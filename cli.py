@@ -9,10 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
-
-from tocsin.settings import ConfigurationError, Settings, load_settings
+from tocsin.settings import ConfigurationError, DatabaseUnavailable, Settings, load_settings
 from tocsin.storage.enums import Role
 
 
@@ -136,31 +133,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"re-encrypted the secrets of {count} channel(s) with the newest key",
                 file=sys.stderr,
             )
+    except DatabaseUnavailable as exc:
+        variable = "TOCSIN_DATABASE_URL" if load_settings().database_url else "TOCSIN_DATA_DIR"
+        print(f"tocsin: cannot use the database of {variable}: {exc.reason}", file=sys.stderr)
+        return 2
     except ConfigurationError as exc:
         print(f"tocsin: {exc}", file=sys.stderr)
         return 2
-    except (OSError, SQLAlchemyError) as exc:
-        # Unreachable server, wrong password, missing database, unwritable data dir.
-        print(f"tocsin: {_database_failure(exc)}", file=sys.stderr)
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # The data dir (database file, key file) cannot be created or written.
+        print(f"tocsin: cannot use TOCSIN_DATA_DIR: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def _database_failure(exc: BaseException) -> str:
-    """One line on why the database could not be used, naming the variable, without the
-    URL's password (the driver's own message is the useful part, and never carries it)."""
-    settings = load_settings()
-    variable = "TOCSIN_DATABASE_URL" if settings.database_url else "TOCSIN_DATA_DIR"
-    cause: BaseException = getattr(exc, "orig", None) or exc
-    while cause.__cause__ is not None:  # the driver's own exception, e.g. InvalidPasswordError
-        cause = cause.__cause__
-    lines = str(cause).strip().splitlines()
-    reason = f"{type(cause).__name__}: {lines[0] if lines else ''}"[:300]
-    if settings.database_url:
-        password = make_url(settings.database_url).password
-        if password:
-            reason = reason.replace(str(password), "***")
-    return f"cannot use the database of {variable}: {reason}"
 
 
 if __name__ == "__main__":

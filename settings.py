@@ -27,6 +27,26 @@ class ConfigurationError(Exception):
     """A setting is unusable; the message names the variable and never carries its value."""
 
 
+class DatabaseUnavailable(ConfigurationError):
+    """The database cannot be reached or opened (unreachable server, wrong password, no
+    such database, a file that cannot be created); ``reason`` is the driver's one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot use the database: {reason}")
+        self.reason = reason
+
+    @classmethod
+    def from_error(cls, error: BaseException, *, password: str | None) -> DatabaseUnavailable:
+        cause: BaseException = getattr(error, "orig", None) or error
+        while cause.__cause__ is not None:  # the driver's own, e.g. InvalidPasswordError
+            cause = cause.__cause__
+        lines = str(cause).strip().splitlines()
+        reason = f"{type(cause).__name__}: {lines[0] if lines else ''}"[:300]
+        if password:  # drivers do not repeat it; this makes sure
+            reason = reason.replace(str(password), "***")
+        return cls(reason)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOCSIN_", extra="ignore", frozen=True)
 

@@ -18,7 +18,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tocsin.settings import DatabaseUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = "tocsin.migrate"
@@ -78,7 +81,18 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Migrate to the newest revision, in one transaction, one process at a time."""
-    async with engine.begin() as connection:
-        await _lock_transaction(connection, MIGRATION_LOCK)
-        await connection.run_sync(_upgrade)
+    """Migrate to the newest revision, in one transaction, one process at a time.
+
+    The first thing each process does with its database: a connection that fails raises
+    DatabaseUnavailable (one line), not the driver's traceback."""
+    connection = engine.connect()
+    try:
+        await connection.start()
+    except (OSError, SQLAlchemyError) as exc:
+        raise DatabaseUnavailable.from_error(exc, password=engine.url.password) from None
+    try:
+        async with connection.begin():
+            await _lock_transaction(connection, MIGRATION_LOCK)
+            await connection.run_sync(_upgrade)
+    finally:
+        await connection.close()

@@ -72,7 +72,7 @@ def test_a_data_dir_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
     result = run_cli("token", "create", "--name", "x", "--role", "VIEWER", env=env)
     assert result.returncode == 2
     assert _one_line(result.stderr).startswith(
-        "tocsin: cannot use the database of TOCSIN_DATA_DIR: NotADirectoryError: "
+        "tocsin: cannot use TOCSIN_DATA_DIR: NotADirectoryError: "
     )
 
 
