@@ -111,7 +111,21 @@ async def graphql_endpoint(request: Request) -> Response:
     response: dict[str, Any] = {"data": result.data}
     if result.errors:
         response["errors"] = [_formatted(error) for error in result.errors]
-    return JSONResponse(response)
+    return JSONResponse(response, *_refusal_status(result.errors))
+
+
+# Emits refused without storing anything carry these codes and extensions.retryAfter.
+REFUSAL_STATUS = {"RATE_LIMITED": 429, "OVERLOADED": 503}
+
+
+def _refusal_status(errors: list[GraphQLError] | None) -> tuple[int, dict[str, str]]:
+    """HTTP 429/503 with Retry-After for a refused emit; 200 otherwise."""
+    for error in errors or ():
+        extensions = error.extensions or {}
+        status = REFUSAL_STATUS.get(str(extensions.get("code")))
+        if status is not None:
+            return status, {"Retry-After": str(extensions.get("retryAfter", 1))}
+    return 200, {}
 
 
 def _not_json(constant: str) -> Any:

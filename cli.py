@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from tocsin.settings import ConfigurationError, Settings, load_settings
+from tocsin.settings import ConfigurationError, DatabaseUnavailable, Settings, load_settings
 from tocsin.storage.enums import Role
 from tocsin.storage.redaction import install_log_redaction
 
@@ -21,8 +21,9 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    # Alembic lists its autogenerate plugins at INFO on every start: noise for operators.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Alembic says at INFO which dialect it found on every start: noise for operators.
+    # tocsin.migrate logs one line when a migration actually runs.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,8 +135,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"re-encrypted the secrets of {count} channel(s) with the newest key",
                 file=sys.stderr,
             )
+    except DatabaseUnavailable as exc:
+        variable = "TOCSIN_DATABASE_URL" if load_settings().database_url else "TOCSIN_DATA_DIR"
+        print(f"tocsin: cannot use the database of {variable}: {exc.reason}", file=sys.stderr)
+        return 2
     except ConfigurationError as exc:
         print(f"tocsin: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # The data dir (database file, key file) cannot be created or written.
+        print(f"tocsin: cannot use TOCSIN_DATA_DIR: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     return 0
 

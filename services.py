@@ -14,12 +14,13 @@ from tocsin.resolvers.tokens import TokenResolver, count_tokens, create_token
 from tocsin.settings import ConfigurationError, Settings
 from tocsin.storage.database import Database
 from tocsin.storage.enums import Role
-from tocsin.storage.migrate import upgrade_to_head
+from tocsin.storage.migrate import startup_lock, upgrade_to_head
 from tocsin.storage.redaction import log_redaction
 from tocsin.storage.secretbox import SecretBox
 from tocsin.storage.tables import MetaRow
 
 KEY_CHECK = "key_check"
+FIRST_ADMIN_LOCK = "tocsin.first-admin"
 
 
 async def check_keys(db: Database, box: SecretBox) -> None:
@@ -44,11 +45,13 @@ async def ensure_first_admin_token(services: Services) -> str | None:
     """On an empty database without TOCSIN_BOOTSTRAP_TOKEN: one ADMIN token, returned once."""
     if services.settings.bootstrap_token is not None:
         return None
-    if await count_tokens(services.db) > 0:
-        return None
-    token, _, _ = await create_token(
-        db=services.db, actor="tocsin serve", name="admin", role=Role.ADMIN
-    )
+    # Two `tocsin serve` starting together would each find no token and each print one.
+    async with startup_lock(services.db.engine, FIRST_ADMIN_LOCK):
+        if await count_tokens(services.db) > 0:
+            return None
+        token, _, _ = await create_token(
+            db=services.db, actor="tocsin serve", name="admin", role=Role.ADMIN
+        )
     return token
 
 

@@ -10,16 +10,41 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DIGEST_PRIORITIES = ("MEDIUM", "LOW", "INFO")
 DEFAULT_DIGEST_INTERVALS = {"MEDIUM": 300, "LOW": 900, "INFO": 3600}
 MAX_DIGEST_INTERVAL = 30 * 86400
+DATABASE_URL_FORMS = (
+    "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE or sqlite+aiosqlite:///PATH"
+)
 
 
 class ConfigurationError(Exception):
     """A setting is unusable; the message names the variable and never carries its value."""
+
+
+class DatabaseUnavailable(ConfigurationError):
+    """The database cannot be reached or opened (unreachable server, wrong password, no
+    such database, a file that cannot be created); ``reason`` is the driver's one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot use the database: {reason}")
+        self.reason = reason
+
+    @classmethod
+    def from_error(cls, error: BaseException, *, password: str | None) -> DatabaseUnavailable:
+        cause: BaseException = getattr(error, "orig", None) or error
+        while cause.__cause__ is not None:  # the driver's own, e.g. InvalidPasswordError
+            cause = cause.__cause__
+        lines = str(cause).strip().splitlines()
+        reason = f"{type(cause).__name__}: {lines[0] if lines else ''}"[:300]
+        if password:  # drivers do not repeat it; this makes sure
+            reason = reason.replace(str(password), "***")
+        return cls(reason)
 
 
 class Settings(BaseSettings):
@@ -37,6 +62,10 @@ class Settings(BaseSettings):
     )
     telegram_api_base: str = "https://api.telegram.org"
     message_prefix: str = Field(default="[Tocsin]", max_length=64)
+    emit_rate_limit: float = Field(default=0.0, ge=0, le=1_000_000)
+    "Events per second one token may emit; 0 is unlimited."
+    emit_queue_limit: int = Field(default=10_000, ge=1, le=1_000_000)
+    "Events that may wait for the writer before emits are refused (HTTP 503)."
 
     @field_validator("bootstrap_token", mode="before")
     @classmethod
@@ -45,6 +74,21 @@ class Settings(BaseSettings):
         # and also stop the first start from printing one, locking the operator out.
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        # The messages never repeat the URL: it usually carries a password.
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError(f"use {DATABASE_URL_FORMS}")
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(f"not a valid URL; use {DATABASE_URL_FORMS}") from None
         return value
 
     @field_validator("allowed_private_networks", mode="before")

@@ -184,7 +184,8 @@ async def _load_or_new(session: AsyncSession, spec: KindSpec, channel_id: str | 
             updated_at=now,
             **COMMON_DEFAULTS,
         )
-    row = await session.get(ChannelRow, channel_id)
+    # FOR UPDATE: a concurrent save or key rotation would otherwise overwrite this one
+    row = await session.get(ChannelRow, channel_id, with_for_update=True)
     if row is None or row.kind != spec.kind.value:
         raise ProblemError([not_found(f"{spec.label} channel")])
     return row
@@ -359,7 +360,7 @@ async def mute_channel(
 ) -> tuple[ChannelRow | None, list[Problem]]:
     try:
         async with ctx.db.write() as session:
-            row = await session.get(ChannelRow, channel_id)
+            row = await session.get(ChannelRow, channel_id, with_for_update=True)
             if row is None:
                 raise ProblemError([not_found("channel")])
             row.muted_until = until
@@ -379,7 +380,7 @@ async def mute_channel(
 async def delete_channel(ctx: Context, channel_id: str) -> tuple[str | None, list[Problem]]:
     try:
         async with ctx.db.write() as session:
-            row = await session.get(ChannelRow, channel_id)
+            row = await session.get(ChannelRow, channel_id, with_for_update=True)
             if row is None:
                 raise ProblemError([not_found("channel")])
             await session.delete(row)

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.context import Context
@@ -43,36 +44,45 @@ async def register_event_type(
     if problems:
         return None, problems.items
     try:
-        async with ctx.db.write() as session:
-            row = await session.get(EventTypeRow, name)
-            creating = row is None
-            if row is None:
-                row = EventTypeRow(
-                    name=name, category="custom", default_priority="MEDIUM", built_in=False
-                )
-            elif row.built_in and (
-                {"category", "description"} & {k for k, v in changes.items() if v is not None}
-            ):
-                raise ProblemError(
-                    [
-                        Problem(
-                            ["category"],
-                            "BUILT_IN",
-                            "A built-in type's category and description are fixed.",
-                        )
-                    ]
-                )
-            applied = {k: v for k, v in changes.items() if v is not None or k.startswith("dedup")}
-            for key, value in applied.items():
-                setattr(row, key, value)
-            session.add(row)
-            record_audit(
-                session,
-                actor=ctx.principal.name,
-                action="event_type.create" if creating else "event_type.update",
-                target=name,
-                details=applied,
-            )
+        try:
+            return await _store(ctx, name, changes), []
+        except IntegrityError:
+            # Another admin created the type between our read and our insert: it exists
+            # now, so once more is an update of it.
+            return await _store(ctx, name, changes), []
     except ProblemError as exc:
         return None, exc.problems
-    return row, []
+
+
+async def _store(ctx: Context, name: str, changes: dict[str, Any]) -> EventTypeRow:
+    async with ctx.db.write() as session:
+        row = await session.get(EventTypeRow, name, with_for_update=True)
+        creating = row is None
+        if row is None:
+            row = EventTypeRow(
+                name=name, category="custom", default_priority="MEDIUM", built_in=False
+            )
+        elif row.built_in and (
+            {"category", "description"} & {k for k, v in changes.items() if v is not None}
+        ):
+            raise ProblemError(
+                [
+                    Problem(
+                        ["category"],
+                        "BUILT_IN",
+                        "A built-in type's category and description are fixed.",
+                    )
+                ]
+            )
+        applied = {k: v for k, v in changes.items() if v is not None or k.startswith("dedup")}
+        for key, value in applied.items():
+            setattr(row, key, value)
+        session.add(row)
+        record_audit(
+            session,
+            actor=ctx.principal.name,
+            action="event_type.create" if creating else "event_type.update",
+            target=name,
+            details=applied,
+        )
+    return row

@@ -7,16 +7,19 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from graphql import GraphQLError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from tocsin.resolvers.context import Context, Services
 from tocsin.resolvers.problems import Problem, Problems
+from tocsin.resolvers.rate_limit import EmitRateLimiter
 from tocsin.resolvers.routing import delivery_status_for
 from tocsin.resolvers.validation import non_finite_at
 from tocsin.storage.database import Database
@@ -35,6 +38,36 @@ MAX_BATCH = 1000
 FINGERPRINTED_TYPES = {"schema_drift"}
 CATALOG_SECONDS = 2.0
 NOT_FINITE = "is not a finite number: JSON has no NaN or Infinity, nor numbers beyond 1.8e308."
+OVERLOADED_RETRY_AFTER = 1
+
+Pending = tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]
+
+
+class EmitRefused(GraphQLError):
+    """An emit that was not stored, with the whole seconds after which to try again
+    (``extensions.retryAfter``; app.py answers it as the HTTP status and Retry-After)."""
+
+    def __init__(self, message: str, *, code: str, retry_after: int) -> None:
+        super().__init__(message, extensions={"code": code, "retryAfter": retry_after})
+        self.retry_after = retry_after
+
+    @classmethod
+    def rate_limited(cls, retry_after: int) -> EmitRefused:
+        return cls(
+            "This token emits more events per second than TOCSIN_EMIT_RATE_LIMIT allows; "
+            f"nothing was stored. Try again in {retry_after} s.",
+            code="RATE_LIMITED",
+            retry_after=retry_after,
+        )
+
+    @classmethod
+    def overloaded(cls) -> EmitRefused:
+        return cls(
+            "Tocsin is writing events slower than they arrive; nothing was stored. "
+            f"Try again in {OVERLOADED_RETRY_AFTER} s.",
+            code="OVERLOADED",
+            retry_after=OVERLOADED_RETRY_AFTER,
+        )
 
 
 @dataclass(slots=True)
@@ -75,34 +108,65 @@ class EventTypeCatalog:
 
 
 class GroupCommitter:
-    """Writes the emits that arrive while the previous commit runs in one transaction."""
+    """Writes the emits that arrive while the previous commit runs in one transaction.
 
-    def __init__(self, db: Database, on_commit: Callable[[], None] | None = None) -> None:
+    At most ``limit`` events wait for the writer: past that, ``submit`` refuses at once
+    (EmitRefused OVERLOADED) instead of queueing without end; what it accepts it writes.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        on_commit: Callable[[], None] | None = None,
+        *,
+        limit: int = 10_000,
+    ) -> None:
         self._db = db
         self._on_commit = on_commit
-        self._queue: list[tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]] = []
+        self._limit = limit
+        self._queue: deque[Pending] = deque()
+        self._waiting = 0
+        self._writing = 0
         self._runner: asyncio.Task[None] | None = None
 
+    @property
+    def waiting(self) -> int:
+        """Events queued behind the commit under way."""
+        return self._waiting
+
+    @property
+    def writing(self) -> int:
+        """Events in the commit under way."""
+        return self._writing
+
     async def submit(self, events: list[NewEvent]) -> list[WrittenEvent]:
+        # An empty queue takes any call (up to MAX_BATCH), so a limit below a call's size
+        # slows that call down rather than refusing it for ever.
+        if self._waiting and self._waiting + len(events) > self._limit:
+            raise EmitRefused.overloaded()
         future: asyncio.Future[list[WrittenEvent]] = asyncio.get_running_loop().create_future()
         self._queue.append((events, future))
+        self._waiting += len(events)
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._drain())
         return await asyncio.shield(future)
 
     async def _drain(self) -> None:
         while self._queue:
-            batch: list[tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]] = []
+            batch: list[Pending] = []
             size = 0
             while self._queue and (not batch or size + len(self._queue[0][0]) <= MAX_BATCH):
-                item = self._queue.pop(0)
+                item = self._queue.popleft()
+                self._waiting -= len(item[0])
                 batch.append(item)
                 size += len(item[0])
-            await self._commit(batch)
+            self._writing = size
+            try:
+                await self._commit(batch)
+            finally:
+                self._writing = 0
 
-    async def _commit(
-        self, batch: list[tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]]
-    ) -> None:
+    async def _commit(self, batch: list[Pending]) -> None:
         events = [event for events, _ in batch for event in events]
         try:
             written = await self._write(events)
@@ -141,7 +205,7 @@ class GroupCommitter:
 
     async def _write_or_fail(
         self,
-        batch: list[tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]],
+        batch: list[Pending],
         events: list[NewEvent],
     ) -> list[WrittenEvent] | None:
         try:
@@ -215,9 +279,24 @@ def prepare_event(
 def _committer(services: Services) -> GroupCommitter:
     committer = services.extras.get("committer")
     if committer is None:
-        committer = GroupCommitter(services.db, services.extras.get("wake"))
+        committer = GroupCommitter(
+            services.db, services.extras.get("wake"), limit=services.settings.emit_queue_limit
+        )
         services.extras["committer"] = committer
     return committer
+
+
+def _check_rate(ctx: Context, count: int) -> None:
+    """Raise RATE_LIMITED when the caller's token has emitted its share for now."""
+    rate = ctx.settings.emit_rate_limit
+    if not rate:
+        return
+    limiter = ctx.services.extras.get("emit_rate_limiter")
+    if limiter is None:
+        limiter = ctx.services.extras["emit_rate_limiter"] = EmitRateLimiter(rate)
+    retry_after = limiter.admit(ctx.principal.token_id or ctx.principal.name, count)
+    if retry_after:
+        raise EmitRefused.rate_limited(retry_after)
 
 
 def _catalog(services: Services) -> EventTypeCatalog:
@@ -236,11 +315,13 @@ async def emit_events(
     ctx: Context, requests: list[EmitRequest], *, batch: bool
 ) -> tuple[list[WrittenEvent | None], list[Problem]]:
     """Accept the valid events (stored with their deliveries before this returns) and
-    answer None with problems for the others."""
+    answer None with problems for the others. Raises EmitRefused, storing nothing, when
+    the token is over TOCSIN_EMIT_RATE_LIMIT or the writer is too far behind."""
     problems = Problems()
     if len(requests) > MAX_BATCH:
         problems.add("inputs", "TOO_MANY", f"Send at most {MAX_BATCH} events per call.")
         return [], problems.items
+    _check_rate(ctx, len(requests))
     types = await _catalog(ctx.services).get()
     now = utcnow()
     prepared = [

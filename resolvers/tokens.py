@@ -121,7 +121,7 @@ async def create_token(
 async def revoke_token(*, services: Services, actor: str, token_id: str) -> bool:
     try:
         async with services.db.write() as session:
-            row = await session.get(ApiTokenRow, token_id)
+            row = await session.get(ApiTokenRow, token_id, with_for_update=True)
             if row is None or row.revoked_at is not None:
                 raise ProblemError([])
             row.revoked_at = utcnow()

@@ -53,6 +53,8 @@ def test_defaults_are_the_contracts(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert settings.digest_intervals == {"MEDIUM": 300, "LOW": 900, "INFO": 3600}
     assert settings.telegram_api_base == "https://api.telegram.org"
     assert settings.message_prefix == "[Tocsin]"
+    assert settings.emit_rate_limit == 0  # unlimited
+    assert settings.emit_queue_limit == 10_000
 
 
 def test_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,6 +62,31 @@ def test_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch) -> Non
     settings = load(monkeypatch, DATABASE_URL=url)
     assert settings.sqlalchemy_url == url
     assert not settings.is_sqlite
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "mysql://x",
+        "postgresql://tocsin:s3cr3t-pw@db/tocsin",  # no async driver
+        "sqlite:///tmp/tocsin.db",
+        "postgresql+asyncpg://tocsin:s3cr3t-pw@db:port/tocsin",
+        "tocsin",
+    ],
+)
+def test_a_database_url_tocsin_cannot_use_is_refused_without_repeating_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    message = refused(monkeypatch, DATABASE_URL=value)
+    assert message.startswith("TOCSIN_DATABASE_URL is invalid: ")
+    assert "postgresql+asyncpg://USER:PASSWORD@HOST" in message
+    assert "s3cr3t" not in message and value not in message
+
+
+def test_a_blank_database_url_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load(monkeypatch, DATABASE_URL=" ").database_url is None
+    url = "sqlite+aiosqlite:////var/lib/tocsin/tocsin.db"
+    assert load(monkeypatch, DATABASE_URL=url).sqlalchemy_url == url
 
 
 def test_data_dir_places_database_and_key_file(
@@ -213,3 +240,15 @@ def test_message_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     assert refused(monkeypatch, MESSAGE_PREFIX="[Ops]\r\nBcc: x@example.com").startswith(
         "TOCSIN_MESSAGE_PREFIX is invalid"
     )
+
+
+def test_emit_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load(monkeypatch, EMIT_RATE_LIMIT="2.5", EMIT_QUEUE_LIMIT="500")
+    assert (settings.emit_rate_limit, settings.emit_queue_limit) == (2.5, 500)
+    for name, bad in (("EMIT_RATE_LIMIT", "-1"), ("EMIT_RATE_LIMIT", "fast")):
+        assert refused(monkeypatch, **{name: bad}).startswith(f"TOCSIN_{name} is invalid")
+    monkeypatch.delenv("TOCSIN_EMIT_RATE_LIMIT")
+    for bad in ("0", "-5", "many"):
+        assert refused(monkeypatch, EMIT_QUEUE_LIMIT=bad).startswith(
+            "TOCSIN_EMIT_QUEUE_LIMIT is invalid"
+        )
