@@ -6,11 +6,16 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tocsin.settings import ConfigurationError, Settings, load_settings
 from tocsin.storage.enums import Role
+
+if TYPE_CHECKING:
+    from tocsin.storage.outbox_lock import OutboxLock
 
 
 def _configure_logging() -> None:
@@ -65,17 +70,37 @@ def _serve(settings: Settings, host: str, port: int, run_worker: bool) -> None:
 
     from tocsin.app import create_app
 
+    # Bound before anything starts: a busy port stops us before the worker sends anything.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    outbox_lock = _own_outbox(settings) if run_worker else None
     asyncio.run(_prepare_serve(settings))
-    app = create_app(settings, run_worker=run_worker)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    app = create_app(settings, run_worker=run_worker, outbox_lock=outbox_lock)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _own_outbox(settings: Settings) -> OutboxLock | None:
+    """On SQLite, the lock that makes this process the one that delivers (held until exit)."""
+    from tocsin.storage.outbox_lock import OutboxLock, sqlite_database_path
+
+    path = sqlite_database_path(settings.sqlalchemy_url)
+    return OutboxLock.acquire(path) if path is not None else None
 
 
 async def _run_worker(settings: Settings) -> None:
     from tocsin.services import open_services
     from tocsin.worker import Worker
 
+    outbox_lock = _own_outbox(settings)
     async with open_services(settings) as services:
-        worker = Worker(services)
+        worker = Worker(services, outbox_lock=outbox_lock)
         await worker.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -32,6 +32,7 @@ from tocsin.storage.outbox import (
     release_orphaned_sends,
     renew_leases,
 )
+from tocsin.storage.outbox_lock import OutboxLock, sqlite_database_path
 from tocsin.storage.types import utcnow
 
 log = logging.getLogger("tocsin.worker")
@@ -64,7 +65,15 @@ class Worker:
     at once to a channel and ``concurrency`` in all, so a slow destination only ever
     holds its own slots."""
 
-    def __init__(self, services: Services, limits: WorkerLimits | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        limits: WorkerLimits | None = None,
+        *,
+        outbox_lock: OutboxLock | None = None,
+    ) -> None:
+        """``outbox_lock``: on SQLite, the database's lock when the process took it
+        already (``tocsin serve``, ``tocsin worker``); otherwise ``start()`` takes it."""
         self._services = services
         self._limits = limits = limits or WorkerLimits()
         self._wake = asyncio.Event()
@@ -78,6 +87,8 @@ class Worker:
         self._stopping = False
         self._held: dict[str, tuple[str, datetime]] = {}
         "Deliveries claimed and not yet recorded: id -> (claim token, lease expiry)."
+        self._outbox_lock = outbox_lock
+        self._own_lock = False
         # Outlasts one attempt (bounded by the timeout, plus the guard's 5 s); a delivery
         # that waits longer in its channel's queue has its lease renewed each loop turn.
         self._lease = timedelta(seconds=services.settings.delivery_timeout + 15)
@@ -92,10 +103,7 @@ class Worker:
 
     async def start(self) -> None:
         if self._services.db.is_sqlite:
-            async with self._services.db.write() as session:
-                released = await release_orphaned_sends(session, now=utcnow())
-            if released:
-                log.info("re-queued %d deliveries left half-sent by a previous run", released)
+            await self._own_the_outbox()
         else:
             try:
                 self._listener = await DeliveryListener.open(self._services.db.engine, self.wake)
@@ -105,6 +113,31 @@ class Worker:
                 )
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="tocsin-worker")
+
+    async def _own_the_outbox(self) -> None:
+        """Take the SQLite database's outbox lock (``OutboxOwnedElsewhere`` when another
+        process holds it), then re-queue what a dead predecessor left SENDING."""
+        path = sqlite_database_path(self._services.db.engine.url)
+        if path is None:
+            return  # in memory: no other process can see it
+        if self._outbox_lock is None or not self._outbox_lock.held:
+            self._outbox_lock = await asyncio.to_thread(OutboxLock.acquire, path)
+            self._own_lock = True
+        try:
+            async with self._services.db.write() as session:
+                released = await release_orphaned_sends(
+                    session, now=utcnow(), owner=self._outbox_lock
+                )
+        except BaseException:
+            self._release_lock()
+            raise
+        if released:
+            log.info("re-queued %d deliveries left half-sent by a previous run", released)
+
+    def _release_lock(self) -> None:
+        if self._own_lock and self._outbox_lock is not None:
+            self._outbox_lock.release()
+            self._outbox_lock, self._own_lock = None, False
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -134,9 +167,12 @@ class Worker:
             for task in self._sends:
                 task.cancel()
         finished, self._finished = self._finished, []
-        async with self._services.db.write() as session:
-            await record_outcomes(session, finished)
-            await release_claims(session, waiting, now=utcnow())
+        try:
+            async with self._services.db.write() as session:
+                await record_outcomes(session, finished)
+                await release_claims(session, waiting, now=utcnow())
+        finally:
+            self._release_lock()
 
     async def _run(self) -> None:
         while not self._stopping:

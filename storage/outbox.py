@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
 from tocsin.storage.enums import DeliveryStatus
+from tocsin.storage.outbox_lock import OutboxLock
 from tocsin.storage.tables import (
     ChannelRow,
     DeliveryAttemptRow,
@@ -343,8 +344,11 @@ async def _update_held_claims(
     )
 
 
-async def release_orphaned_sends(session: AsyncSession, *, now: datetime) -> int:
-    """Make every SENDING delivery due now (SQLite: one process, so they are ours, orphaned)."""
+async def release_orphaned_sends(session: AsyncSession, *, now: datetime, owner: OutboxLock) -> int:
+    """Make every SENDING delivery due now. Only for the holder of the SQLite database's
+    outbox lock: it proves their sender died (on PostgreSQL, leases decide)."""
+    if not owner.held:
+        raise RuntimeError("only the owner of the outbox may release its sends")
     result = await session.execute(
         update(DeliveryRow)
         .where(col(DeliveryRow.status) == DeliveryStatus.SENDING.value)
