@@ -65,6 +65,9 @@ def _not_sendable(channel: ChannelRow | None, now: datetime) -> tuple[DeliverySt
         return DeliveryStatus.FAILED, "channel was deleted"
     if not channel.enabled:
         return DeliveryStatus.SUPPRESSED, "channel is disabled"
+    if channel.muted_until is not None and channel.muted_until > now:
+        until = channel.muted_until.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return DeliveryStatus.SUPPRESSED, f"channel is muted until {until}"
     return None
 
 

@@ -1,13 +1,13 @@
 """The worker when something goes wrong inside it: an outcome that cannot be stored holds
 up no other delivery, a failure inside an attempt still releases its claim and retries it,
-a stop cuts nothing short for good, a stale claim adds no attempt, and a channel disabled
-while its deliveries wait is not sent to."""
+a stop cuts nothing short for good, a stale claim adds no attempt, and a channel muted or
+disabled while its deliveries wait is not sent to."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +21,8 @@ from tocsin.storage.tables import DeliveryRow, EventRow
 from tocsin.storage.types import utcnow
 from tocsin.worker import Worker
 
+MUTE = """mutation($id: ID!, $until: DateTime) {
+  muteChannel(id: $id, until: $until) { channel { mutedUntil } errors { code } } }"""
 SAVE_WEBHOOK = """mutation($i: WebhookChannelInput!) {
   saveWebhookChannel(input: $i) { channel { id enabled } errors { code message } } }"""
 
@@ -240,6 +242,25 @@ async def test_a_stale_claim_adds_no_attempt(live: Api, receiver: HttpReceiver) 
     node = await delivery_of(live, event_id)
     assert node["status"] == "DELIVERED"
     assert [(a["number"], a["ok"]) for a in node["attempts"]] == [(1, True)]
+
+
+async def test_muting_a_channel_stops_its_queued_retries(live: Api, receiver: HttpReceiver) -> None:
+    # given a delivery retrying against a receiver that answers 503 (again in 2 s)
+    receiver.respond("/down", 503, retry_after=2)
+    channel_id = await save(live, "Webhook", {"url": receiver.url("/down"), "maxRetries": 10})
+    event_id = (await emit(live))["event"]["id"]
+    await receiver.wait_for_requests(2, path="/down", timeout=10)
+    # when the channel is muted through the API
+    until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    result = await live.ok(MUTE, {"id": channel_id, "until": until.isoformat()})
+    assert result["muteChannel"]["errors"] == []
+    hits = len(receiver.requests_to("/down"))
+    # then the delivery is SUPPRESSED, with the reason, and nothing more is sent
+    node = await until_status(live, (await delivery_of(live, event_id))["id"], "SUPPRESSED")
+    assert node["lastError"] == f"channel is muted until {until:%Y-%m-%dT%H:%M:%S}Z"
+    await asyncio.sleep(2.5)
+    assert len(receiver.requests_to("/down")) == hits
+    assert (await delivery_of(live, event_id))["status"] == "SUPPRESSED"
 
 
 async def test_disabling_a_channel_stops_its_queued_retries(
