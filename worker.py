@@ -375,7 +375,7 @@ class Worker:
             raise
         except Exception as exc:
             log.error(
-                "delivery %s: the worker failed (%s); it is retried\n%s",
+                "delivery %s: the worker failed (%s); recorded as a failed attempt\n%s",
                 delivery_id,
                 type(exc).__name__,
                 _frames(exc),
@@ -403,7 +403,7 @@ class Worker:
         )
         try:
             return self._outcome(claimed, result, started_at)
-        except Exception:
+        except Exception:  # broken beyond this attempt: try again, but not at once
             now = utcnow()
             return AttemptOutcome(
                 delivery_id=claimed.delivery.id,
@@ -415,9 +415,9 @@ class Worker:
                 status_code=None,
                 error=result.error,
                 new_status=DeliveryStatus.RETRYING.value,
-                next_attempt_at=now + timedelta(seconds=self._services.settings.retry_base_delay),
+                next_attempt_at=now + self._lease,
                 finished_at=now,
-                fallback_retry_at=now + timedelta(seconds=self._services.settings.retry_base_delay),
+                fallback_retry_at=now + self._lease,
             )
 
     async def _attempt(

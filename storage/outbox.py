@@ -433,7 +433,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutco
     for the holder of the delivery's current claim."""
     if not outcomes:
         return
-    # One statement each for every outcome (executemany): each round trip to SQLite's
+    # Two statements for all the outcomes (executemany): each round trip to SQLite's
     # thread costs a turn of a busy event loop.
     rows = [
         {
