@@ -46,15 +46,21 @@ async def until_status(api: Api, delivery_id: str, *statuses: str) -> dict[str, 
     return node
 
 
-async def poison_attempts_of(api: Api, delivery_id: str) -> None:
-    """A database trigger refusing every attempt row of one delivery: a real per-row
-    failure of the kind a bug, a constraint or a full column would cause."""
+async def poison_attempts(api: Api, *, channel_id: str, title: str) -> None:
+    """A database trigger refusing the attempt rows of one channel's delivery of the events
+    titled ``title``: a real per-row failure, of the kind a bug or a constraint causes."""
+    # ids from the API and a title of this test, nothing from outside
+    victim = (
+        "EXISTS (SELECT 1 FROM delivery d JOIN event e ON e.id = d.event_id "  # noqa: S608
+        f"WHERE d.id = NEW.delivery_id AND d.channel_id = '{channel_id}' "
+        f"AND e.title = '{title}')"
+    )
     async with api.services.db.write() as session:
         if PG_URL:
             await session.execute(
                 text(
                     "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN "
-                    f"IF NEW.delivery_id = '{delivery_id}' THEN RAISE EXCEPTION 'poisoned'; "
+                    f"IF {victim} THEN RAISE EXCEPTION 'poisoned'; "
                     "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
                 )
             )
@@ -67,8 +73,7 @@ async def poison_attempts_of(api: Api, delivery_id: str) -> None:
         else:
             await session.execute(
                 text(
-                    "CREATE TRIGGER poison BEFORE INSERT ON delivery_attempt "
-                    f"WHEN NEW.delivery_id = '{delivery_id}' "
+                    f"CREATE TRIGGER poison BEFORE INSERT ON delivery_attempt WHEN {victim} "
                     "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
                 )
             )
@@ -78,14 +83,14 @@ async def test_a_delivery_deleted_while_sending_holds_up_no_one(
     live: Api, receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a delivery in flight whose event is deleted meanwhile (by hand, by a clean-up)
-    receiver.respond("/slow", hang=1.0)
+    receiver.respond("/slow", hang=0.5)
     await save(live, "Webhook", {"url": receiver.url("/slow")})
     gone = (await emit(live, title="deleted meanwhile"))["event"]["id"]
     await receiver.wait_for_requests(1, path="/slow")
     async with live.services.db.write() as session:
         await session.execute(delete(EventRow).where(EventRow.id == gone))  # type: ignore[arg-type]
     # when the next event is emitted once the first attempt has ended
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(0.7)
     kept = (await emit(live, title="next"))["event"]["id"]
     # then it is delivered and recorded as usual
     node = await until_status(live, (await delivery_of(live, kept))["id"], "DELIVERED")
@@ -101,20 +106,16 @@ async def test_an_outcome_that_cannot_be_stored_is_retried_on_its_own(
     live: Api, receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="tocsin.worker")
-    # given two channels whose first deliveries are in flight together
-    receiver.respond("/poisoned", hang=2.0)
-    receiver.respond("/fine", hang=1.0)
+    # given two channels, and a database that refuses the attempt rows of one delivery
+    receiver.respond("/poisoned", hang=0.3)
+    receiver.respond("/fine", hang=0.3)
     poisoned = await save(live, "Webhook", {"url": receiver.url("/poisoned"), "maxRetries": 1})
     await save(live, "Webhook", {"url": receiver.url("/fine")})
+    await poison_attempts(live, channel_id=poisoned, title="first")
+    # when events are sent to both, the refused one among them
     first = (await emit(live, title="first"))["event"]["id"]
-    await receiver.wait_for_requests(1, path="/poisoned")
-    await receiver.wait_for_requests(1, path="/fine")
-    # and the database refuses the attempt rows of the one to /poisoned
-    [victim] = [n for n in await deliveries(live, channelId=poisoned)]
-    await poison_attempts_of(live, victim["id"])
-
-    # when more events follow
     later = [(await emit(live, title=f"later {n}"))["event"]["id"] for n in range(3)]
+    [victim] = [n for n in await deliveries(live, channelId=poisoned) if n["event"]["id"] == first]
 
     # then every other delivery is delivered and recorded
     async def others_delivered() -> list[dict[str, Any]] | None:
@@ -245,8 +246,8 @@ async def test_a_stale_claim_adds_no_attempt(live: Api, receiver: HttpReceiver) 
 
 
 async def test_muting_a_channel_stops_its_queued_retries(live: Api, receiver: HttpReceiver) -> None:
-    # given a delivery retrying against a receiver that answers 503 (again in 2 s)
-    receiver.respond("/down", 503, retry_after=2)
+    # given a delivery retrying against a receiver that answers 503 (again in 1 s)
+    receiver.respond("/down", 503, retry_after=1)
     channel_id = await save(live, "Webhook", {"url": receiver.url("/down"), "maxRetries": 10})
     event_id = (await emit(live))["event"]["id"]
     await receiver.wait_for_requests(2, path="/down", timeout=10)
@@ -258,7 +259,7 @@ async def test_muting_a_channel_stops_its_queued_retries(live: Api, receiver: Ht
     # then the delivery is SUPPRESSED, with the reason, and nothing more is sent
     node = await until_status(live, (await delivery_of(live, event_id))["id"], "SUPPRESSED")
     assert node["lastError"] == f"channel is muted until {until:%Y-%m-%dT%H:%M:%S}Z"
-    await asyncio.sleep(2.5)
+    await asyncio.sleep(1.5)
     assert len(receiver.requests_to("/down")) == hits
     assert (await delivery_of(live, event_id))["status"] == "SUPPRESSED"
 
@@ -266,7 +267,7 @@ async def test_muting_a_channel_stops_its_queued_retries(live: Api, receiver: Ht
 async def test_disabling_a_channel_stops_its_queued_retries(
     live: Api, receiver: HttpReceiver
 ) -> None:
-    receiver.respond("/down", 503, retry_after=2)
+    receiver.respond("/down", 503, retry_after=1)
     channel_id = await save(live, "Webhook", {"url": receiver.url("/down"), "maxRetries": 10})
     event_id = (await emit(live))["event"]["id"]
     await receiver.wait_for_requests(2, path="/down", timeout=10)
