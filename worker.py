@@ -464,7 +464,13 @@ class Worker:
                 retryable=True,
             )
         except Exception as exc:
-            log.error("sender for %s crashed: %s", channel.kind, type(exc).__name__)
+            log.error(
+                "delivery %s: sending to %s failed inside Tocsin (%s)\n%s",
+                delivery.id,
+                channel.kind,
+                type(exc).__name__,
+                _frames(exc),
+            )
             result = SendResult(
                 ok=False,
                 latency_ms=(time.perf_counter() - started) * 1000,

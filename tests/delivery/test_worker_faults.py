@@ -11,13 +11,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import delete, text, update
 
 from tests.delivery.test_delivery import deliveries, emit, save
 from tests.peers import HttpReceiver
 from tests.support import PG_URL, Api, eventually
 from tocsin.storage.outbox import AttemptOutcome, claim_due_deliveries, record_outcomes
-from tocsin.storage.tables import DeliveryRow, EventRow
+from tocsin.storage.secretbox import SecretBox
+from tocsin.storage.tables import ChannelRow, DeliveryRow, EventRow
 from tocsin.storage.types import utcnow
 from tocsin.worker import Worker
 
@@ -169,6 +171,37 @@ async def test_a_failure_inside_an_attempt_releases_its_claim_and_retries(
     [record] = [r for r in caplog.records if node["id"] in r.getMessage()]
     assert "RuntimeError" in record.getMessage() and "worker.py" in record.getMessage()
     assert "title-with-data" not in caplog.text
+
+
+async def test_secrets_that_cannot_be_decrypted_fail_attempts_with_a_logged_cause(
+    live: Api, receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="tocsin.worker")
+    # given a channel whose stored secrets were encrypted with a key Tocsin does not have
+    secret = "whsec_" + "c2VjcmV0LXRoYXQtbXVzdC1ub3QtbGVhaw=="
+    channel_id = await save(
+        live,
+        "Webhook",
+        {"url": receiver.url("/hook"), "signingSecret": secret, "maxRetries": 1},
+    )
+    foreign = SecretBox([Fernet.generate_key()]).encrypt({"signing_secret": secret})
+    async with live.services.db.write() as session:
+        await session.execute(
+            update(ChannelRow)
+            .where(ChannelRow.id == channel_id)  # type: ignore[arg-type]
+            .values(secrets_ciphertext=foreign)
+        )
+    # when an event is emitted
+    event_id = (await emit(live))["event"]["id"]
+    # then each attempt fails as an internal error, the retries run out, nothing is sent
+    node = await until_status(live, (await delivery_of(live, event_id))["id"], "FAILED")
+    assert [a["error"] for a in node["attempts"]] == ["internal error (ConfigurationError)"] * 2
+    assert receiver.requests_to("/hook") == []
+    assert worker_of(live)._held == {}
+    # and each failure is logged with where it happened, and no secret
+    about = [r.getMessage() for r in caplog.records if node["id"] in r.getMessage()]
+    assert len(about) == 2 and all("secretbox.py" in m for m in about), about
+    assert secret not in caplog.text
 
 
 async def test_stop_hands_back_cut_short_sends_and_start_sends_them(
