@@ -6,16 +6,11 @@ import argparse
 import asyncio
 import logging
 import signal
-import socket
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from tocsin.settings import ConfigurationError, Settings, load_settings
 from tocsin.storage.enums import Role
-
-if TYPE_CHECKING:
-    from tocsin.storage.outbox_lock import OutboxLock
 
 
 def _configure_logging() -> None:
@@ -66,9 +61,13 @@ async def _prepare_serve(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, host: str, port: int, run_worker: bool) -> None:
+    import socket
+
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from tocsin.app import create_app
+    from tocsin.storage.outbox_lock import own_sqlite_outbox
 
     # Bound before anything starts: a busy port stops us before the worker sends anything.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -79,26 +78,25 @@ def _serve(settings: Settings, host: str, port: int, run_worker: bool) -> None:
     except OSError as exc:
         sock.close()
         raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    outbox_lock = _own_outbox(settings) if run_worker else None
+    outbox_lock = own_sqlite_outbox(settings.sqlalchemy_url) if run_worker else None
     asyncio.run(_prepare_serve(settings))
     app = create_app(settings, run_worker=run_worker, outbox_lock=outbox_lock)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
-
-
-def _own_outbox(settings: Settings) -> OutboxLock | None:
-    """On SQLite, the lock that makes this process the one that delivers (held until exit)."""
-    from tocsin.storage.outbox_lock import OutboxLock, sqlite_database_path
-
-    path = sqlite_database_path(settings.sqlalchemy_url)
-    return OutboxLock.acquire(path) if path is not None else None
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the app did not start
 
 
 async def _run_worker(settings: Settings) -> None:
     from tocsin.services import open_services
+    from tocsin.storage.outbox_lock import own_sqlite_outbox
     from tocsin.worker import Worker
 
-    outbox_lock = _own_outbox(settings)
+    outbox_lock = own_sqlite_outbox(settings.sqlalchemy_url)
     async with open_services(settings) as services:
         worker = Worker(services, outbox_lock=outbox_lock)
         await worker.start()

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, make_url
 
 from tocsin.settings import ConfigurationError
 
-__all__ = ["OutboxLock", "OutboxOwnedElsewhere", "sqlite_database_path"]
+__all__ = ["OutboxLock", "OutboxOwnedElsewhere", "own_sqlite_outbox", "sqlite_database_path"]
 
 SUFFIX = ".outbox-lock"
 
@@ -85,3 +85,10 @@ class OutboxLock:
             os.ftruncate(fd, 0)
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
+
+
+def own_sqlite_outbox(url: str) -> OutboxLock | None:
+    """Take the outbox lock of a SQLite URL now, for the life of the process (nothing to
+    take for PostgreSQL or an in-memory database)."""
+    path = sqlite_database_path(url)
+    return OutboxLock.acquire(path) if path is not None else None
