@@ -27,6 +27,7 @@ from tocsin.schema import schema, without_input_echo
 from tocsin.services import open_services
 from tocsin.settings import Settings, load_settings
 from tocsin.storage.enums import ChannelKind, Role
+from tocsin.storage.outbox_lock import OutboxLock
 
 log = logging.getLogger("tocsin.http")
 access_log = logging.getLogger("tocsin.access")
@@ -259,7 +260,13 @@ class AccessLog:
 ROUTE_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics", "/api/notifications/test", "/"}
 
 
-def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    run_worker: bool = True,
+    outbox_lock: OutboxLock | None = None,
+) -> Starlette:
+    """The app; its worker delivers under ``outbox_lock`` on SQLite when the caller holds it."""
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -271,7 +278,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             if run_worker:
                 from tocsin.worker import Worker
 
-                worker = Worker(services)
+                worker = Worker(services, outbox_lock=outbox_lock)
                 services.extras["worker"] = worker
                 services.extras["wake"] = worker.wake
                 await worker.start()

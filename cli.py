@@ -64,21 +64,44 @@ async def _prepare_serve(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, host: str, port: int, run_worker: bool) -> None:
+    import socket
+
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from tocsin.app import create_app
+    from tocsin.storage.outbox_lock import own_sqlite_outbox
 
+    # Bound before anything starts: a busy port stops us before the worker sends anything.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    outbox_lock = own_sqlite_outbox(settings.sqlalchemy_url) if run_worker else None
     asyncio.run(_prepare_serve(settings))
-    app = create_app(settings, run_worker=run_worker)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    app = create_app(settings, run_worker=run_worker, outbox_lock=outbox_lock)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the app did not start
 
 
 async def _run_worker(settings: Settings) -> None:
     from tocsin.services import open_services
+    from tocsin.storage.outbox_lock import own_sqlite_outbox
     from tocsin.worker import Worker
 
+    outbox_lock = own_sqlite_outbox(settings.sqlalchemy_url)
     async with open_services(settings) as services:
-        worker = Worker(services)
+        worker = Worker(services, outbox_lock=outbox_lock)
         await worker.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import random
 import time
+import traceback
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,7 +32,10 @@ from tocsin.storage.outbox import (
     release_claims,
     release_orphaned_sends,
     renew_leases,
+    retry_unrecorded,
 )
+from tocsin.storage.outbox_lock import OutboxLock, sqlite_database_path
+from tocsin.storage.tables import ChannelRow
 from tocsin.storage.types import utcnow
 
 log = logging.getLogger("tocsin.worker")
@@ -50,6 +54,23 @@ class WorkerLimits:
     poll_seconds: float = 1.0
 
 
+def _frames(exc: BaseException) -> str:
+    """Where ``exc`` was raised, without its message or its causes' (they may carry data)."""
+    return "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+
+
+def _not_sendable(channel: ChannelRow | None, now: datetime) -> tuple[DeliveryStatus, str] | None:
+    """Why a claimed delivery is not sent after all, decided when it is sent."""
+    if channel is None:
+        return DeliveryStatus.FAILED, "channel was deleted"
+    if not channel.enabled:
+        return DeliveryStatus.SUPPRESSED, "channel is disabled"
+    if channel.muted_until is not None and channel.muted_until > now:
+        until = channel.muted_until.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return DeliveryStatus.SUPPRESSED, f"channel is muted until {until}"
+    return None
+
+
 def retry_delay(base: float, attempt: int, retry_after: float | None) -> float:
     """Exponential backoff with ±20 % jitter; a receiver's Retry-After wins when longer."""
     delay = min(base * 2 ** (attempt - 1), MAX_BACKOFF) * random.uniform(0.8, 1.2)
@@ -64,7 +85,15 @@ class Worker:
     at once to a channel and ``concurrency`` in all, so a slow destination only ever
     holds its own slots."""
 
-    def __init__(self, services: Services, limits: WorkerLimits | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        limits: WorkerLimits | None = None,
+        *,
+        outbox_lock: OutboxLock | None = None,
+    ) -> None:
+        """``outbox_lock``: on SQLite, the database's lock when the process took it
+        already (``tocsin serve``, ``tocsin worker``); otherwise ``start()`` takes it."""
         self._services = services
         self._limits = limits = limits or WorkerLimits()
         self._wake = asyncio.Event()
@@ -78,6 +107,10 @@ class Worker:
         self._stopping = False
         self._held: dict[str, tuple[str, datetime]] = {}
         "Deliveries claimed and not yet recorded: id -> (claim token, lease expiry)."
+        self._cut_short: list[tuple[str, str]] = []
+        "Claims of sends that stop() cancelled, to hand back."
+        self._outbox_lock = outbox_lock
+        self._own_lock = False
         # Outlasts one attempt (bounded by the timeout, plus the guard's 5 s); a delivery
         # that waits longer in its channel's queue has its lease renewed each loop turn.
         self._lease = timedelta(seconds=services.settings.delivery_timeout + 15)
@@ -92,10 +125,7 @@ class Worker:
 
     async def start(self) -> None:
         if self._services.db.is_sqlite:
-            async with self._services.db.write() as session:
-                released = await release_orphaned_sends(session, now=utcnow())
-            if released:
-                log.info("re-queued %d deliveries left half-sent by a previous run", released)
+            await self._own_the_outbox()
         else:
             try:
                 self._listener = await DeliveryListener.open(self._services.db.engine, self.wake)
@@ -105,6 +135,31 @@ class Worker:
                 )
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="tocsin-worker")
+
+    async def _own_the_outbox(self) -> None:
+        """Take the SQLite database's outbox lock (``OutboxOwnedElsewhere`` when another
+        process holds it), then re-queue what a dead predecessor left SENDING."""
+        path = sqlite_database_path(self._services.db.engine.url)
+        if path is None:
+            return  # in memory: no other process can see it
+        if self._outbox_lock is None or not self._outbox_lock.held:
+            self._outbox_lock = await asyncio.to_thread(OutboxLock.acquire, path)
+            self._own_lock = True
+        try:
+            async with self._services.db.write() as session:
+                released = await release_orphaned_sends(
+                    session, now=utcnow(), owner=self._outbox_lock
+                )
+        except BaseException:
+            self._release_lock()
+            raise
+        if released:
+            log.info("re-queued %d deliveries left half-sent by a previous run", released)
+
+    def _release_lock(self) -> None:
+        if self._own_lock and self._outbox_lock is not None:
+            self._outbox_lock.release()
+            self._outbox_lock, self._own_lock = None, False
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -129,14 +184,22 @@ class Worker:
         for delivery_id, _ in waiting:
             self._held.pop(delivery_id, None)
         if self._sends:
-            # Give attempts under way a moment; whatever is cut short is re-sent on restart.
-            await asyncio.wait(self._sends, timeout=2)
-            for task in self._sends:
+            # Give attempts under way a moment; whatever is cut short is handed back below
+            # and sent again (maybe twice: at least once is the promise).
+            sends = set(self._sends)
+            await asyncio.wait(sends, timeout=2)
+            for task in sends:
                 task.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
+        waiting += self._cut_short
+        self._cut_short = []
         finished, self._finished = self._finished, []
-        async with self._services.db.write() as session:
-            await record_outcomes(session, finished)
-            await release_claims(session, waiting, now=utcnow())
+        try:
+            async with self._services.db.write() as session:
+                await record_outcomes(session, finished)
+                await release_claims(session, waiting, now=utcnow())
+        finally:
+            self._release_lock()
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -185,19 +248,17 @@ class Worker:
         if not finished and not renew and free <= 0:
             return False
         try:
-            async with self._services.db.write() as session:
-                await record_outcomes(session, finished)
-                await renew_leases(session, renew, until=now + self._lease)
-                if free > 0:
-                    batch = await claim_due_deliveries(
-                        session,
-                        now=now,
-                        lease=self._lease,
-                        limit=free,
-                        room_per_channel=self._room,
-                        full_channels=self._full_channels(),
-                    )
-                await self._sample_queue_depth(session)
+            batch = await self._record_and_claim(finished, renew, now, free)
+        except Exception:
+            if not finished:
+                raise
+            # One outcome that cannot be stored must hold up neither the others nor the
+            # claims: store them one by one, then claim.
+            kept = await self._record_each(finished)
+            self._finished[:0] = kept
+            if len(kept) == len(finished):
+                raise
+            batch = await self._record_and_claim([], renew, now, free)
         except BaseException:
             # Nothing of this turn was stored: the outcomes wait for the next turn (or for
             # stop()), so a delivery the receiver already has is not sent again.
@@ -213,6 +274,61 @@ class Worker:
         self._queued_count += len(batch)
         self._start_sends(list(self._queued))
         return bool(batch or finished or renew)
+
+    async def _record_and_claim(
+        self,
+        finished: list[AttemptOutcome],
+        renew: list[tuple[str, str]],
+        now: datetime,
+        free: int,
+    ) -> list[ClaimedDelivery]:
+        """One transaction: record ``finished``, renew ``renew``, claim up to ``free``."""
+        batch: list[ClaimedDelivery] = []
+        async with self._services.db.write() as session:
+            await record_outcomes(session, finished)
+            await renew_leases(session, renew, until=now + self._lease)
+            if free > 0:
+                batch = await claim_due_deliveries(
+                    session,
+                    now=now,
+                    lease=self._lease,
+                    limit=free,
+                    room_per_channel=self._room,
+                    full_channels=self._full_channels(),
+                )
+            await self._sample_queue_depth(session)
+        return batch
+
+    async def _record_each(self, outcomes: list[AttemptOutcome]) -> list[AttemptOutcome]:
+        """Record outcomes one transaction each; one that fails sets its delivery to retry
+        on its own. Answers the outcomes kept for later: all from the first that could
+        not be set aside either while the database does not answer."""
+        for index, outcome in enumerate(outcomes):
+            try:
+                async with self._services.db.write() as session:
+                    await record_outcomes(session, [outcome])
+                continue
+            except Exception as exc:
+                error = exc
+            reason = f"attempt {outcome.number} could not be recorded ({type(error).__name__})"
+            try:
+                async with self._services.db.write() as session:
+                    await retry_unrecorded(session, outcome, reason=reason)
+                fate = "retried on its own" if outcome.fallback_retry_at else "no retry left"
+            except Exception:
+                if not await self._services.db.ping():
+                    return outcomes[index:]
+                fate = "sent again once its lease runs out"
+            detail = getattr(error, "orig", None)  # the driver's words, without SQL or values
+            log.error(
+                "delivery %s: %s%s; %s\n%s",
+                outcome.delivery_id,
+                reason,
+                f": {detail}" if detail is not None else "",
+                fate,
+                _frames(error),
+            )
+        return []
 
     async def _sample_queue_depth(self, session: Any) -> None:
         if time.monotonic() - self._last_depth > 5:
@@ -248,16 +364,76 @@ class Worker:
         self._wake.set()
 
     async def _deliver(self, claimed: ClaimedDelivery) -> None:
+        """One attempt, whatever happens in it: the claim leaves ``_held``, and its outcome
+        (a failed attempt with a retry when the worker itself failed) goes to the next turn."""
+        delivery_id = claimed.delivery.id
+        started_at = utcnow()
+        try:
+            outcome = await self._attempt(claimed, started_at)
+        except asyncio.CancelledError:
+            self._cut_short.append((delivery_id, claimed.claim_token))
+            raise
+        except Exception as exc:
+            log.error(
+                "delivery %s: the worker failed (%s); recorded as a failed attempt\n%s",
+                delivery_id,
+                type(exc).__name__,
+                _frames(exc),
+            )
+            outcome = self._failed_in_worker(claimed, exc, started_at)
+        finally:
+            self._held.pop(delivery_id, None)
+        if outcome is None:
+            return
+        # The slot is freed now; the run loop records the outcome with the next claim.
+        # Until then the row stays SENDING under its lease, so it is neither claimed twice
+        # nor lost if the process dies first (it is sent again).
+        self._finished.append(outcome)
+        if outcome.new_status == DeliveryStatus.RETRYING.value and outcome.next_attempt_at:
+            self._wake_at((outcome.next_attempt_at - utcnow()).total_seconds())
+
+    def _failed_in_worker(
+        self, claimed: ClaimedDelivery, exc: Exception, started_at: datetime
+    ) -> AttemptOutcome:
+        result = SendResult(
+            ok=False,
+            latency_ms=(utcnow() - started_at).total_seconds() * 1000,
+            error=f"internal error ({type(exc).__name__})",
+            retryable=True,
+        )
+        try:
+            return self._outcome(claimed, result, started_at)
+        except Exception:  # broken beyond this attempt: try again, but not at once
+            now = utcnow()
+            return AttemptOutcome(
+                delivery_id=claimed.delivery.id,
+                claim_token=claimed.claim_token,
+                number=claimed.delivery.attempt_count + 1,
+                started_at=started_at,
+                duration_ms=result.latency_ms,
+                ok=False,
+                status_code=None,
+                error=result.error,
+                new_status=DeliveryStatus.RETRYING.value,
+                next_attempt_at=now + self._lease,
+                finished_at=now,
+                fallback_retry_at=now + self._lease,
+            )
+
+    async def _attempt(
+        self, claimed: ClaimedDelivery, started_at: datetime
+    ) -> AttemptOutcome | None:
+        """Send one claimed delivery; None when it is finished without an attempt."""
         delivery, event, channel = claimed.delivery, claimed.event, claimed.channel
-        if channel is None or not channel.enabled:
-            reason = "channel was deleted" if channel is None else "channel is disabled"
-            status = DeliveryStatus.FAILED if channel is None else DeliveryStatus.SUPPRESSED
+        refusal = _not_sendable(channel, started_at)
+        if refusal is not None:
+            status, reason = refusal
             async with self._services.db.write() as session:
                 await finish_without_attempt(
                     session, delivery.id, claimed.claim_token, status=status.value, reason=reason
                 )
-            self._held.pop(delivery.id, None)
-            return
+            return None
+        assert channel is not None
         context: SendContext = self._services.extras["send_context"]
         message = Message(
             delivery_id=delivery.id,
@@ -269,7 +445,6 @@ class Worker:
             metadata=event.metadata_,
             occurred_at=event.occurred_at,
         )
-        started_at = utcnow()
         started = time.perf_counter()
         try:
             destination = Destination(
@@ -289,7 +464,13 @@ class Worker:
                 retryable=True,
             )
         except Exception as exc:
-            log.error("sender for %s crashed: %s", channel.kind, type(exc).__name__)
+            log.error(
+                "delivery %s: sending to %s failed inside Tocsin (%s)\n%s",
+                delivery.id,
+                channel.kind,
+                type(exc).__name__,
+                _frames(exc),
+            )
             result = SendResult(
                 ok=False,
                 latency_ms=(time.perf_counter() - started) * 1000,
@@ -297,42 +478,47 @@ class Worker:
                 retryable=True,
             )
         metrics.ATTEMPT_SECONDS.labels(channel.kind).observe(result.latency_ms / 1000)
+        outcome = self._outcome(claimed, result, started_at)
+        if outcome.new_status != DeliveryStatus.RETRYING.value:
+            metrics.DELIVERIES.labels(channel.kind, outcome.new_status.lower()).inc()
+        return outcome
+
+    def _outcome(
+        self, claimed: ClaimedDelivery, result: SendResult, started_at: datetime
+    ) -> AttemptOutcome:
+        """The attempt to record for ``result``, and where it leaves the delivery."""
+        delivery, channel = claimed.delivery, claimed.channel
+        max_retries = channel.max_retries if channel is not None else 0
         number = delivery.attempt_count + 1
         in_cycle = number - delivery.cycle_start
         now = utcnow()
-        if result.ok:
-            status, next_at = DeliveryStatus.DELIVERED, None
-        elif result.retryable and in_cycle <= channel.max_retries:
-            status = DeliveryStatus.RETRYING
+        retry_at: datetime | None = None
+        if in_cycle <= max_retries:
             delay = retry_delay(
                 self._services.settings.retry_base_delay, in_cycle, result.retry_after
             )
-            next_at = now + timedelta(seconds=delay)
+            retry_at = now + timedelta(seconds=delay)
+        next_at: datetime | None = None
+        if result.ok:
+            status = DeliveryStatus.DELIVERED
+        elif result.retryable and retry_at is not None:
+            status, next_at = DeliveryStatus.RETRYING, retry_at
         else:
-            status, next_at = DeliveryStatus.FAILED, None
-        if status is not DeliveryStatus.RETRYING:
-            metrics.DELIVERIES.labels(channel.kind, status.value.lower()).inc()
-        self._held.pop(delivery.id, None)
-        self._finished.append(
-            AttemptOutcome(
-                delivery_id=delivery.id,
-                claim_token=claimed.claim_token,
-                number=number,
-                started_at=started_at,
-                duration_ms=result.latency_ms,
-                ok=result.ok,
-                status_code=result.status_code,
-                error=result.error,
-                new_status=status.value,
-                next_attempt_at=next_at,
-                finished_at=now,
-            )
+            status = DeliveryStatus.FAILED
+        return AttemptOutcome(
+            delivery_id=delivery.id,
+            claim_token=claimed.claim_token,
+            number=number,
+            started_at=started_at,
+            duration_ms=result.latency_ms,
+            ok=result.ok,
+            status_code=result.status_code,
+            error=result.error,
+            new_status=status.value,
+            next_attempt_at=next_at,
+            finished_at=now,
+            fallback_retry_at=retry_at,
         )
-        # The slot is freed now; the run loop records the outcome with the next claim.
-        # Until then the row stays SENDING under its lease, so it is neither claimed twice
-        # nor lost if the process dies first (it is sent again).
-        if status is DeliveryStatus.RETRYING and next_at is not None:
-            self._wake_at(next_at.timestamp() - now.timestamp())
 
     def _wake_at(self, delay: float) -> None:
         asyncio.get_running_loop().call_later(max(delay, 0), self._wake.set)

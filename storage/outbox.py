@@ -18,11 +18,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Boolean,
+    Float,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
 from tocsin.storage.enums import DeliveryStatus
+from tocsin.storage.outbox_lock import OutboxLock
 from tocsin.storage.tables import (
     ChannelRow,
     DeliveryAttemptRow,
@@ -30,11 +44,12 @@ from tocsin.storage.tables import (
     EventRow,
     EventTypeRow,
 )
-from tocsin.storage.types import new_id
+from tocsin.storage.types import UTCDateTime, new_id
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 _DELIVERY = DeliveryRow.metadata.tables["delivery"]
 "The delivery table, for executemany statements keyed by bound parameters."
+_ATTEMPT = DeliveryAttemptRow.metadata.tables["delivery_attempt"]
 
 
 @dataclass(slots=True)
@@ -343,8 +358,11 @@ async def _update_held_claims(
     )
 
 
-async def release_orphaned_sends(session: AsyncSession, *, now: datetime) -> int:
-    """Make every SENDING delivery due now (SQLite: one process, so they are ours, orphaned)."""
+async def release_orphaned_sends(session: AsyncSession, *, now: datetime, owner: OutboxLock) -> int:
+    """Make every SENDING delivery due now. Only for the holder of the SQLite database's
+    outbox lock: it proves their sender died (on PostgreSQL, leases decide)."""
+    if not owner.held:
+        raise RuntimeError("only the owner of the outbox may release its sends")
     result = await session.execute(
         update(DeliveryRow)
         .where(col(DeliveryRow.status) == DeliveryStatus.SENDING.value)
@@ -366,73 +384,104 @@ class AttemptOutcome:
     new_status: str
     next_attempt_at: datetime | None
     finished_at: datetime
+    fallback_retry_at: datetime | None = None
+    "When to send again if this outcome cannot be stored; None: it was the last try."
+
+
+def _held_under(statement: Any) -> Any:
+    """``statement`` restricted to deliveries still SENDING under the bound (id, claim
+    token): a delivery claimed again by another worker (a new token) is left alone."""
+    return statement.where(
+        _DELIVERY.c.id == bindparam("b_id"),
+        _DELIVERY.c.claim_token == bindparam("b_token"),
+        _DELIVERY.c.status == DeliveryStatus.SENDING.value,
+    )
+
+
+# Selected from the delivery row itself, so an attempt is only added under the same
+# condition as the status update (and a delivery deleted meanwhile adds none). FOR UPDATE
+# keeps a re-claim on PostgreSQL from slipping in between the two statements.
+_ADD_ATTEMPT = insert(_ATTEMPT).from_select(
+    ["id", "delivery_id", "number", "started_at", "duration_ms", "ok", "status_code", "error"],
+    _held_under(
+        select(
+            bindparam("a_id", type_=String()),
+            _DELIVERY.c.id,
+            bindparam("b_number", type_=Integer()),
+            bindparam("a_started", type_=UTCDateTime()),
+            bindparam("a_duration", type_=Float()),
+            bindparam("a_ok", type_=Boolean()),
+            bindparam("b_code", type_=Integer()),
+            bindparam("b_error", type_=String()),
+        )
+    ).with_for_update(),
+)
+
+_FINISH = _held_under(update(_DELIVERY)).values(
+    status=bindparam("b_status"),
+    attempt_count=bindparam("b_number"),
+    next_attempt_at=bindparam("b_next"),
+    lease_expires_at=None,
+    last_error=bindparam("b_error"),
+    last_status_code=bindparam("b_code"),
+    delivered_at=bindparam("b_delivered"),
+)
 
 
 async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutcome]) -> None:
-    """Store each attempt and move its delivery on, in the caller's transaction."""
+    """Store each attempt and move its delivery on, in the caller's transaction; only
+    for the holder of the delivery's current claim."""
     if not outcomes:
         return
+    # Two statements for all the outcomes (executemany): each round trip to SQLite's
+    # thread costs a turn of a busy event loop.
+    rows = [
+        {
+            "a_id": new_id(),
+            "a_started": o.started_at,
+            "a_duration": o.duration_ms,
+            "a_ok": o.ok,
+            "b_id": o.delivery_id,
+            "b_token": o.claim_token,
+            "b_status": o.new_status,
+            "b_number": o.number,
+            "b_next": o.next_attempt_at,
+            "b_error": o.error,
+            "b_code": o.status_code,
+            "b_delivered": o.finished_at if o.ok else None,
+        }
+        for o in outcomes
+    ]
+    await session.execute(_ADD_ATTEMPT, rows)
+    await session.execute(_FINISH, rows)
+
+
+async def retry_unrecorded(session: AsyncSession, outcome: AttemptOutcome, *, reason: str) -> None:
+    """The delivery of an attempt that could not be stored: RETRYING at its fallback time
+    with ``reason`` as its error (FAILED after its last try), under the same claim."""
+    retry_at = outcome.fallback_retry_at
     await session.execute(
-        insert(DeliveryAttemptRow),
-        [
-            {
-                "id": new_id(),
-                "delivery_id": o.delivery_id,
-                "number": o.number,
-                "started_at": o.started_at,
-                "duration_ms": o.duration_ms,
-                "ok": o.ok,
-                "status_code": o.status_code,
-                "error": o.error,
-            }
-            for o in outcomes
-        ],
-    )
-    # One statement for every outcome (executemany): each round trip to SQLite's thread
-    # costs a turn of a busy event loop. Only the holder of the current claim may finish a
-    # delivery: one claimed again by another worker (a new token) is left alone.
-    finish = (
-        update(_DELIVERY)
-        .where(
-            _DELIVERY.c.id == bindparam("b_id"),
-            _DELIVERY.c.claim_token == bindparam("b_token"),
-            _DELIVERY.c.status == DeliveryStatus.SENDING.value,
-        )
-        .values(
-            status=bindparam("b_status"),
-            attempt_count=bindparam("b_number"),
-            next_attempt_at=bindparam("b_next"),
+        _held_under(update(_DELIVERY)).values(
+            status=(DeliveryStatus.RETRYING if retry_at else DeliveryStatus.FAILED).value,
+            attempt_count=outcome.number,
+            next_attempt_at=retry_at,
             lease_expires_at=None,
-            last_error=bindparam("b_error"),
-            last_status_code=bindparam("b_code"),
-            delivered_at=bindparam("b_delivered"),
-        )
-    )
-    await session.execute(
-        finish,
-        [
-            {
-                "b_id": o.delivery_id,
-                "b_token": o.claim_token,
-                "b_status": o.new_status,
-                "b_number": o.number,
-                "b_next": o.next_attempt_at,
-                "b_error": o.error,
-                "b_code": o.status_code,
-                "b_delivered": o.finished_at if o.ok else None,
-            }
-            for o in outcomes
-        ],
+            last_error=reason[:500],
+            last_status_code=outcome.status_code,
+        ),
+        {"b_id": outcome.delivery_id, "b_token": outcome.claim_token},
     )
 
 
 async def finish_without_attempt(
     session: AsyncSession, delivery_id: str, claim_token: str, *, status: str, reason: str
 ) -> None:
+    """End a claimed delivery without sending it (its channel is gone, off or muted)."""
     await session.execute(
-        update(DeliveryRow)
-        .where(col(DeliveryRow.id) == delivery_id, col(DeliveryRow.claim_token) == claim_token)
-        .values(status=status, last_error=reason, lease_expires_at=None, next_attempt_at=None)
+        _held_under(update(_DELIVERY)).values(
+            status=status, last_error=reason, lease_expires_at=None, next_attempt_at=None
+        ),
+        {"b_id": delivery_id, "b_token": claim_token},
     )
 
 
