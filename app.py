@@ -20,11 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.ides import get_graphql_ide_html
 
 from tocsin import metrics
-from tocsin.resolvers.context import Context, Principal, Services
+from tocsin.resolvers.context import Context, Principal
 from tocsin.resolvers.sendtest import send_test
-from tocsin.resolvers.tokens import TokenResolver
 from tocsin.schema import schema, without_input_echo
-from tocsin.services import open_services
+from tocsin.services import Services, open_services
 from tocsin.settings import Settings, load_settings
 from tocsin.storage.enums import ChannelKind, Role
 from tocsin.storage.outbox_lock import OutboxLock
@@ -66,8 +65,8 @@ async def authenticate(request: Request) -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    resolver: TokenResolver = request.app.state.services.extras["tokens"]
-    principal = await resolver.resolve(token.strip())
+    services: Services = request.app.state.services
+    principal = await services.tokens.resolve(token.strip())
     if principal is not None:
         request.scope.setdefault("state", {})["actor"] = principal.name
     return principal
@@ -206,7 +205,7 @@ async def readyz(request: Request) -> Response:
     problems = []
     if not await services.db.ping():
         problems.append("database does not answer")
-    worker = services.extras.get("worker")
+    worker = services.worker
     if request.app.state.run_worker and (worker is None or not worker.running):
         problems.append("worker is not running")
     if problems:
@@ -279,8 +278,7 @@ def create_app(
                 from tocsin.worker import Worker
 
                 worker = Worker(services, outbox_lock=outbox_lock)
-                services.extras["worker"] = worker
-                services.extras["wake"] = worker.wake
+                services.worker = worker
                 await worker.start()
             try:
                 yield

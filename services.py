@@ -1,15 +1,19 @@
-"""Start-up and shut-down of what a process shares: database, keys, HTTP client."""
+"""What a process shares, typed: database, keys, HTTP client, the emit path's committer,
+catalog and rate limiter, and the worker; with their start-up and shut-down."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
 from tocsin.channels.base import SendContext
 from tocsin.channels.http import build_http_client
-from tocsin.resolvers.context import Services
+from tocsin.resolvers.events import EventTypeCatalog, GroupCommitter
+from tocsin.resolvers.rate_limit import EmitRateLimiter
 from tocsin.resolvers.tokens import TokenResolver, count_tokens, create_token
 from tocsin.settings import ConfigurationError, Settings
 from tocsin.storage.database import Database
@@ -19,8 +23,43 @@ from tocsin.storage.redaction import log_redaction
 from tocsin.storage.secretbox import SecretBox
 from tocsin.storage.tables import MetaRow
 
+if TYPE_CHECKING:
+    from tocsin.worker import Worker
+
 KEY_CHECK = "key_check"
 FIRST_ADMIN_LOCK = "tocsin.first-admin"
+
+
+@dataclass(slots=True)
+class Services:
+    """Long-lived things one process owns, built once when it starts (``open_services``)."""
+
+    settings: Settings
+    db: Database
+    box: SecretBox
+    send_context: SendContext | None = None
+    "What senders share (the guarded HTTP client, timeouts); None without HTTP (CLI commands)."
+    worker: Worker | None = None
+    "The in-process delivery worker, when this process runs one."
+    tokens: TokenResolver = field(init=False)
+    catalog: EventTypeCatalog = field(init=False)
+    committer: GroupCommitter = field(init=False)
+    rate_limiter: EmitRateLimiter | None = field(init=False)
+    "Per-token emit buckets; None when TOCSIN_EMIT_RATE_LIMIT is 0 (unlimited)."
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.tokens = TokenResolver(self.db, settings.bootstrap_token)
+        self.catalog = EventTypeCatalog(self.db)
+        self.committer = GroupCommitter(self.db, self.wake_worker, limit=settings.emit_queue_limit)
+        rate = settings.emit_rate_limit
+        self.rate_limiter = EmitRateLimiter(rate) if rate else None
+
+    def wake_worker(self) -> None:
+        """New deliveries were committed: the in-process worker looks at once (others poll,
+        or hear NOTIFY on PostgreSQL)."""
+        if self.worker is not None:
+            self.worker.wake()
 
 
 async def check_keys(db: Database, box: SecretBox) -> None:
@@ -70,14 +109,13 @@ async def _open_services(settings: Settings, *, http: bool) -> AsyncIterator[Ser
         await upgrade_to_head(db.engine)
         await check_keys(db, box)
         services = Services(settings=settings, db=db, box=box)
-        services.extras["tokens"] = TokenResolver(services)
+        client = None
         if http:
             client = build_http_client(
                 timeout=settings.delivery_timeout,
                 allowed_networks=settings.allowed_private_networks,
             )
-            services.extras["http"] = client
-            services.extras["send_context"] = SendContext(
+            services.send_context = SendContext(
                 http=client,
                 timeout=settings.delivery_timeout,
                 message_prefix=settings.message_prefix,
@@ -87,7 +125,7 @@ async def _open_services(settings: Settings, *, http: bool) -> AsyncIterator[Ser
         try:
             yield services
         finally:
-            if http:
-                await services.extras["http"].aclose()
+            if client is not None:
+                await client.aclose()
     finally:
         await db.dispose()

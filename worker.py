@@ -13,13 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from tocsin import metrics
 from tocsin.channels.base import Destination, Message, SendContext, SendResult
 from tocsin.channels.registry import sender_for
 from tocsin.resolvers.channels import decrypt_secrets
-from tocsin.resolvers.context import Services
+from tocsin.settings import Settings
+from tocsin.storage.database import Database
 from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.outbox import (
     AttemptOutcome,
@@ -35,6 +36,7 @@ from tocsin.storage.outbox import (
     retry_unrecorded,
 )
 from tocsin.storage.outbox_lock import OutboxLock, sqlite_database_path
+from tocsin.storage.secretbox import SecretBox
 from tocsin.storage.tables import ChannelRow
 from tocsin.storage.types import utcnow
 
@@ -52,6 +54,19 @@ class WorkerLimits:
     prefetch: int = 8
     "Deliveries per channel claimed ahead, so a finished attempt starts the next at once."
     poll_seconds: float = 1.0
+
+
+class WorkerServices(Protocol):
+    """What the worker uses of its process's services (``tocsin.services.Services``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def box(self) -> SecretBox: ...
+    @property
+    def send_context(self) -> SendContext | None: ...
 
 
 def _frames(exc: BaseException) -> str:
@@ -87,7 +102,7 @@ class Worker:
 
     def __init__(
         self,
-        services: Services,
+        services: WorkerServices,
         limits: WorkerLimits | None = None,
         *,
         outbox_lock: OutboxLock | None = None,
@@ -434,7 +449,9 @@ class Worker:
                 )
             return None
         assert channel is not None
-        context: SendContext = self._services.extras["send_context"]
+        context = self._services.send_context
+        if context is None:
+            raise RuntimeError("the worker needs services opened with HTTP")
         message = Message(
             delivery_id=delivery.id,
             event_id=event.id,

@@ -76,7 +76,7 @@ async def main() -> None:
     )
     limits = WorkerLimits()
     async for api in start_api(make_settings(tmp / "data", database_url), run_worker=False):
-        context = api.services.extras["send_context"]
+        context = api.services.send_context
         destination = Destination("c", "WEBHOOK", "bench", {}, {"url": url})
         message = Message("d", "e", "test", "INFO", "bench", None, {}, datetime.now(UTC))
         sender = sender_for("WEBHOOK")

@@ -1,15 +1,18 @@
-"""What every resolver gets: the database, the SecretBox, settings and the caller."""
+"""What every resolver gets: the process's services and the caller."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tocsin.settings import Settings
 from tocsin.storage.database import Database
 from tocsin.storage.enums import Role
 from tocsin.storage.secretbox import SecretBox
+
+if TYPE_CHECKING:
+    from tocsin.services import Services
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,17 +22,6 @@ class Principal:
     name: str
     role: Role
     token_id: str | None = None
-
-
-@dataclass(slots=True)
-class Services:
-    """Long-lived things the app owns; one instance per process."""
-
-    settings: Settings
-    db: Database
-    box: SecretBox
-    extras: dict[str, Any] = field(default_factory=dict)
-    "Filled by the app: the HTTP client and sender context, the worker's wake-up."
 
 
 @dataclass(slots=True)

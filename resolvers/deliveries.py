@@ -188,7 +188,5 @@ async def retry_delivery(ctx: Context, delivery_id: str) -> DeliveryRow | None:
                 target=row.id,
                 details={"event_id": row.event_id, "channel_id": row.channel_id},
             )
-    wake = ctx.services.extras.get("wake")
-    if wake is not None:
-        wake()
+    ctx.services.wake_worker()
     return row

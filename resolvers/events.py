@@ -17,9 +17,8 @@ from graphql import GraphQLError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from tocsin.resolvers.context import Context, Services
+from tocsin.resolvers.context import Context
 from tocsin.resolvers.problems import Problem, Problems
-from tocsin.resolvers.rate_limit import EmitRateLimiter
 from tocsin.resolvers.routing import delivery_status_for
 from tocsin.resolvers.validation import non_finite_at
 from tocsin.storage.database import Database
@@ -276,39 +275,14 @@ def prepare_event(
     )
 
 
-def _committer(services: Services) -> GroupCommitter:
-    committer = services.extras.get("committer")
-    if committer is None:
-        committer = GroupCommitter(
-            services.db, services.extras.get("wake"), limit=services.settings.emit_queue_limit
-        )
-        services.extras["committer"] = committer
-    return committer
-
-
 def _check_rate(ctx: Context, count: int) -> None:
     """Raise RATE_LIMITED when the caller's token has emitted its share for now."""
-    rate = ctx.settings.emit_rate_limit
-    if not rate:
-        return
-    limiter = ctx.services.extras.get("emit_rate_limiter")
+    limiter = ctx.services.rate_limiter
     if limiter is None:
-        limiter = ctx.services.extras["emit_rate_limiter"] = EmitRateLimiter(rate)
+        return
     retry_after = limiter.admit(ctx.principal.token_id or ctx.principal.name, count)
     if retry_after:
         raise EmitRefused.rate_limited(retry_after)
-
-
-def _catalog(services: Services) -> EventTypeCatalog:
-    catalog = services.extras.get("catalog")
-    if catalog is None:
-        catalog = EventTypeCatalog(services.db)
-        services.extras["catalog"] = catalog
-    return catalog
-
-
-def invalidate_catalog(services: Services) -> None:
-    _catalog(services).invalidate()
 
 
 async def emit_events(
@@ -322,7 +296,7 @@ async def emit_events(
         problems.add("inputs", "TOO_MANY", f"Send at most {MAX_BATCH} events per call.")
         return [], problems.items
     _check_rate(ctx, len(requests))
-    types = await _catalog(ctx.services).get()
+    types = await ctx.services.catalog.get()
     now = utcnow()
     prepared = [
         prepare_event(
@@ -336,5 +310,5 @@ async def emit_events(
         for index, request in enumerate(requests)
     ]
     valid = [event for event in prepared if event is not None]
-    written = iter(await _committer(ctx.services).submit(valid) if valid else [])
+    written = iter(await ctx.services.committer.submit(valid) if valid else [])
     return [next(written) if event is not None else None for event in prepared], problems.items

@@ -96,7 +96,9 @@ async def send_test(
     rows, problems = await _select(ctx, kind, channel_id)
     if problems:
         return [], problems
-    context: SendContext = ctx.services.extras["send_context"]
+    context = ctx.services.send_context
+    if context is None:
+        raise RuntimeError("sendTest needs services opened with HTTP")
     results = await asyncio.gather(*(_send_one(ctx, context, row) for row in rows))
     tested_at = utcnow()
     outcomes = [

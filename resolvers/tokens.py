@@ -8,12 +8,13 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from pydantic import SecretStr
 from sqlalchemy import func, select, update
 from sqlmodel import col
 
 from tocsin.resolvers import validation as check
 from tocsin.resolvers.audit import record_audit
-from tocsin.resolvers.context import Principal, Services
+from tocsin.resolvers.context import Principal
 from tocsin.resolvers.problems import Problem, ProblemError, Problems
 from tocsin.storage.database import Database
 from tocsin.storage.enums import Role
@@ -44,9 +45,8 @@ class TokenResolver:
     """Maps a bearer token to a Principal; caches for a few seconds so a request costs no
     query, and writes ``lastUsedAt`` at most once a minute per token."""
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
-        bootstrap = services.settings.bootstrap_token
+    def __init__(self, db: Database, bootstrap: SecretStr | None) -> None:
+        self._db = db
         self._bootstrap_hash = hash_token(bootstrap.get_secret_value()) if bootstrap else None
         self._cache: dict[str, _Cached] = {}
         self._last_written: dict[str, float] = {}
@@ -72,7 +72,7 @@ class TokenResolver:
         self._cache.clear()
 
     async def _lookup(self, digest: str) -> Principal | None:
-        async with self._services.db.read() as session:
+        async with self._db.read() as session:
             row = await session.scalar(
                 select(ApiTokenRow).where(
                     col(ApiTokenRow.token_hash) == digest, col(ApiTokenRow.revoked_at).is_(None)
@@ -87,7 +87,7 @@ class TokenResolver:
         if token_id is None or now - self._last_written.get(token_id, -1e9) < LAST_USED_RESOLUTION:
             return
         self._last_written[token_id] = now
-        async with self._services.db.write() as session:
+        async with self._db.write() as session:
             await session.execute(
                 update(ApiTokenRow)
                 .where(col(ApiTokenRow.id) == token_id)
@@ -118,9 +118,9 @@ async def create_token(
     return token, row, []
 
 
-async def revoke_token(*, services: Services, actor: str, token_id: str) -> bool:
+async def revoke_token(*, db: Database, tokens: TokenResolver, actor: str, token_id: str) -> bool:
     try:
-        async with services.db.write() as session:
+        async with db.write() as session:
             row = await session.get(ApiTokenRow, token_id, with_for_update=True)
             if row is None or row.revoked_at is not None:
                 raise ProblemError([])
@@ -134,9 +134,7 @@ async def revoke_token(*, services: Services, actor: str, token_id: str) -> bool
             )
     except ProblemError:
         return False
-    resolver = services.extras.get("tokens")
-    if isinstance(resolver, TokenResolver):
-        resolver.forget()
+    tokens.forget()
     return True
 
 

@@ -9,7 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from tocsin.resolvers import channels, deliveries, event_types, sendtest, tokens
-from tocsin.resolvers.events import EmitRequest, emit_events, invalidate_catalog
+from tocsin.resolvers.events import EmitRequest, emit_events
 from tocsin.resolvers.problems import ProblemError, not_found
 from tocsin.schema.enums import ChannelKind, Role
 from tocsin.schema.inputs import (
@@ -175,7 +175,7 @@ class Mutation:
         changes: dict[str, Any] = present_fields(input)
         changes.pop("name", None)
         row, problems = await event_types.register_event_type(info.context, input.name, changes)
-        invalidate_catalog(info.context.services)
+        info.context.services.catalog.invalidate()
         if problems:
             raise ProblemError(problems)
         return EventType.from_row(row) if row else None
@@ -193,6 +193,10 @@ class Mutation:
 
     @strawberry.mutation(permission_classes=ADMINS)
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> bool:
+        services = info.context.services
         return await tokens.revoke_token(
-            services=info.context.services, actor=info.context.principal.name, token_id=str(id)
+            db=services.db,
+            tokens=services.tokens,
+            actor=info.context.principal.name,
+            token_id=str(id),
         )

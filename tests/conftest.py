@@ -72,8 +72,8 @@ async def live(
     """The app with its delivery worker, Telegram pointed at the receiver, the test CA trusted."""
     settings = make_settings(tmp_path / "data", database_url, telegram_api_base=receiver.base_url)
     async for value in start_api(settings, run_worker=True):
-        extras = value.services.extras
-        extras["send_context"] = dataclasses.replace(
-            extras["send_context"], ssl_context=ca.client_context()
+        services = value.services
+        services.send_context = dataclasses.replace(
+            services.send_context, ssl_context=ca.client_context()
         )
         yield value

@@ -111,7 +111,7 @@ async def test_emits_past_the_queue_bound_are_refused_with_503(
 async def _overload(api: Api) -> None:
     emitter = await api.token(Role.EMITTER)
     _accepted(await _emit(api, emitter, "warm-up"))  # the committer exists
-    committer = api.services.extras["committer"]
+    committer = api.services.committer
     async with writer_held(api):
         # given a writer that is stuck on one commit, and two events waiting behind it
         stuck = asyncio.create_task(_emit(api, emitter, "in the commit"))

@@ -71,9 +71,9 @@ async def app_with(
             allowed_networks=allowed,
             ssl_context=ca.client_context(),
         ) as client:
-            extras = api.services.extras
-            extras["send_context"] = dataclasses.replace(
-                extras["send_context"], http=client, ssl_context=ca.client_context()
+            services = api.services
+            services.send_context = dataclasses.replace(
+                services.send_context, http=client, ssl_context=ca.client_context()
             )
             yield api
 

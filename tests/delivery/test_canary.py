@@ -142,9 +142,9 @@ async def open_app(
     """The app with its worker, the test CA trusted (not the untrusted one)."""
     values = make_settings(tmp_path / "data", database_url, **settings)
     async for api in start_api(values, run_worker=True):
-        extras = api.services.extras
-        extras["send_context"] = dataclasses.replace(
-            extras["send_context"], ssl_context=ca.client_context()
+        services = api.services
+        services.send_context = dataclasses.replace(
+            services.send_context, ssl_context=ca.client_context()
         )
         yield api
 

@@ -76,9 +76,9 @@ async def test_wrong_smtp_password_is_a_clear_failure(live: Api, smtp_server: Sm
 
 async def test_untrusted_certificate_is_a_clear_failure(live: Api, smtp_server: SmtpServer) -> None:
     # the system trust store does not know the test CA
-    extras = live.services.extras
-    extras["send_context"] = dataclasses.replace(
-        extras["send_context"], ssl_context=ssl.create_default_context()
+    services = live.services
+    services.send_context = dataclasses.replace(
+        services.send_context, ssl_context=ssl.create_default_context()
     )
     channel_id = await save(live, "Email", email_input(smtp_server))
     payload = (await live.ok(SEND_TEST, {"id": channel_id}))["sendTest"]

@@ -47,7 +47,7 @@ async def test_only_the_current_claim_records_the_outcome(
     live: Api, receiver: HttpReceiver
 ) -> None:
     db = live.services.db
-    await live.services.extras["worker"].stop()  # claims are made by hand here
+    await live.services.worker.stop()  # claims are made by hand here
     await save(live, "Webhook", {"url": receiver.url("/x")})
     await emit(live)
     lease = timedelta(seconds=30)
@@ -104,7 +104,7 @@ async def test_held_claims_keep_their_lease(live: Api, receiver: HttpReceiver) -
     receiver.respond("/slow", hang=30)
     await save(live, "Webhook", {"url": receiver.url("/slow")})
     await emit_many(live, 500, "slow")
-    worker: Worker = live.services.extras["worker"]
+    worker: Worker = live.services.worker
     await receiver.wait_for_requests(8, path="/slow", timeout=10)
     # when their leases are about to run out (as after a long wait in the queue)
     held = dict(worker._held)
@@ -139,7 +139,7 @@ async def test_a_clean_stop_leaves_nothing_delivered_to_send_again(
     await emit_many(live, 500, "fast")
     await receiver.wait_for_requests(100, path="/fast", timeout=20)
     # when the worker stops while deliveries are under way
-    await live.services.extras["worker"].stop()
+    await live.services.worker.stop()
     await asyncio.sleep(0.1)
     # then everything the receiver answered is recorded as DELIVERED, and no delivery is
     # left SENDING (the unsent ones are handed back as PENDING)
@@ -151,7 +151,7 @@ async def test_a_clean_stop_leaves_nothing_delivered_to_send_again(
     assert "SENDING" not in statuses.values()
 
     # and when the same worker starts again, every event arrives
-    worker: Worker = live.services.extras["worker"]
+    worker: Worker = live.services.worker
     await worker.start()
     requests = await receiver.wait_for_requests(500, path="/fast", timeout=20)
     assert len({r.json()["event_id"] for r in requests}) == 500

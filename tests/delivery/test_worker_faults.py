@@ -30,7 +30,7 @@ SAVE_WEBHOOK = """mutation($i: WebhookChannelInput!) {
 
 
 def worker_of(api: Api) -> Worker:
-    worker: Worker = api.services.extras["worker"]
+    worker: Worker = api.services.worker
     return worker
 
 
