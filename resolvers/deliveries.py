@@ -173,7 +173,8 @@ async def delivery_counts(ctx: Context) -> dict[str, int]:
 async def retry_delivery(ctx: Context, delivery_id: str) -> DeliveryRow | None:
     """Put a FAILED delivery back in the queue with a fresh retry budget."""
     async with ctx.db.write() as session:
-        row = await session.get(DeliveryRow, delivery_id)
+        # FOR UPDATE: two retries at once must not both see FAILED (and audit twice).
+        row = await session.get(DeliveryRow, delivery_id, with_for_update=True)
         if row is None:
             return None
         if row.status == DeliveryStatus.FAILED.value:

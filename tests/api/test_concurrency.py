@@ -191,3 +191,43 @@ async def test_two_admins_revoking_one_token_revoke_it_once(api: Api, settings: 
     assert [(await first)["revokeApiToken"], (await second)["revokeApiToken"]] == [True, False]
     audit = await api.ok('{ auditLog(action: "token.revoke") { totalCount } }')
     assert audit["auditLog"]["totalCount"] == 1
+
+
+async def test_two_editors_retrying_one_failed_delivery_retry_it_once(
+    api: Api, settings: Settings, receiver: HttpReceiver
+) -> None:
+    # given a delivery that failed (the app runs no worker here: it is failed by hand)
+    await _webhook(api, receiver)
+    emitted = await api.ok(
+        'mutation { emitEvent(input: {type: "refresh_failed", title: "t"}) { event { id } } }'
+    )
+    event_id = emitted["emitEvent"]["event"]["id"]
+    assert settings.database_url is not None
+    import asyncpg
+
+    connection = await asyncpg.connect(
+        settings.database_url.replace("postgresql+asyncpg", "postgresql")
+    )
+    try:
+        await connection.execute(
+            "UPDATE delivery SET status = 'FAILED', next_attempt_at = NULL WHERE event_id = $1",
+            event_id,
+        )
+    finally:
+        await connection.close()
+    listed = await api.ok("{ deliveries { nodes { id status } } }")
+    ((delivery_id, status),) = [(d["id"], d["status"]) for d in listed["deliveries"]["nodes"]]
+    assert status == "FAILED"
+    retry = "mutation($id: ID!) { retryDelivery(id: $id) { status } }"
+    lock = "SELECT 1 FROM delivery WHERE id = $1 FOR UPDATE"
+    # when two editors retry it at once
+    async with gate(settings.database_url, lock, delivery_id) as gate_:
+        first = asyncio.create_task(api.ok(retry, {"id": delivery_id}))
+        await gate_.until_waiting(1)
+        second = asyncio.create_task(api.ok(retry, {"id": delivery_id}))
+        await gate_.until_waiting(2)
+    # then both see it queued again, and it was retried once: one audit entry
+    for body in (await first, await second):
+        assert body["retryDelivery"]["status"] == "PENDING"
+    audit = await api.ok('{ auditLog(action: "delivery.retry") { totalCount } }')
+    assert audit["auditLog"]["totalCount"] == 1
