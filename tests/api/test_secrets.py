@@ -24,9 +24,9 @@ from sqlmodel import SQLModel
 
 from tests.peers import HttpReceiver, LocalCA, SmtpServer
 from tests.support import PG_URL, Api, make_settings, start_api
-from tocsin.resolvers.channels import decrypt_secrets
 from tocsin.schema import schema
 from tocsin.settings import Settings
+from tocsin.storage.channel_secrets import decrypt_secrets
 from tocsin.storage.enums import Role
 from tocsin.storage.tables import ChannelRow
 
@@ -51,6 +51,7 @@ KIND_TEXT_FIELDS = {
     "WebhookChannel": {"urlHint", "headerNames"},
     "EmailChannel": {"to", "smtpHost", "username", "fromAddress", "fromName"},
     "TelegramChannel": {"chatId"},
+    "TeamsChannel": {"webhookUrlHint"},
 }
 TEXT_SCALARS = {"String", "ID", "JSON"}
 CANNOT_HOLD_TEXT = {"Boolean", "Int", "Float", "DateTime"}

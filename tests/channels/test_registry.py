@@ -8,7 +8,7 @@ from tocsin.channels.registry import SENDERS, sender_for
 
 
 def test_every_channel_kind_has_its_sender() -> None:
-    assert set(SENDERS) == {"SLACK", "WEBHOOK", "EMAIL", "DISCORD", "TELEGRAM"}
+    assert set(SENDERS) == {"SLACK", "WEBHOOK", "EMAIL", "DISCORD", "TELEGRAM", "TEAMS"}
     assert all(sender.kind == kind for kind, sender in SENDERS.items())
 
 
