@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from tocsin import metrics
 from tocsin.channels.base import Destination, Message, SendContext, SendResult
 from tocsin.channels.registry import sender_for
-from tocsin.resolvers.channels import decrypt_secrets
 from tocsin.settings import Settings
+from tocsin.storage.channel_secrets import decrypt_secrets
 from tocsin.storage.database import Database
 from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.outbox import (

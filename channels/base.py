@@ -1,4 +1,10 @@
-"""The channel protocol: one async ``send`` per kind, returning a SendResult.
+"""The channel kind protocol: what a kind stores, and one async ``send``.
+
+A kind (``channels/<kind>.py``) is a ``Kind`` subclass that says what it is
+as data: its ``fields`` (input name, storage key, secret or not, default, URL or
+not, validator), what makes it ``required`` to be configured, its ``label``, and
+how it renders a message. ``channels/registry.py`` lists the kinds; nothing else
+in Tocsin names one.
 
 A sender never raises for a remote failure (refused connection, timeout, 4xx/5xx,
 SMTP rejection): it answers a ``SendResult`` whose ``error`` is short and free of
@@ -9,10 +15,11 @@ from __future__ import annotations
 
 import abc
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import httpx
@@ -83,11 +90,115 @@ class SendContext:
     "Trust store for TLS (HTTPS and SMTP); None means the system's default."
 
 
-class ChannelSender(abc.ABC):
+class ProblemSink(Protocol):
+    """Where a validator reports a bad input (the resolvers pass their ``Problems``)."""
+
+    def add(self, path: list[str] | str | None, code: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """What a field's validator may consult besides the value."""
+
+    allowed_networks: Sequence[IPNetwork] = ()
+    stored: Any = field(default=None, repr=False)
+    "The field's stored value (a secret's plaintext), for inputs that amend it."
+
+
+Check = Callable[[ProblemSink, str, Any, CheckContext], Any]
+"(problems, input name, value, context) -> the value to store; adds problems when bad."
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One input field of a kind, as the save input spells it and as it is stored."""
+
+    input: str
+    "The GraphQL input's name (camelCase): also the path of its UserErrors."
+    stored_as: str
+    "Its key in the channel's encrypted secrets when ``private``, else in its plain config."
+    private: bool = False
+    "A secret: encrypted at rest, write-only (the schema shows only ``<stored_as>_set``)."
+    default: Any = None
+    "Plain config only: the value of a new channel, and what null resets it to."
+    hinted: bool = False
+    "A secret URL: the schema also shows its hint (scheme://host/…/last4)."
+    check: Check | None = None
+    strip: bool = True
+    "Strings are stripped before they are checked (a password is taken as typed)."
+    shows: Callable[[Any], dict[str, Any]] | None = None
+    "A secret's public part, kept in the plain config (the names of custom headers)."
+    audits: Callable[[Any], Any] | None = None
+    "What the audit log records when a secret is set (default: the word set)."
+
+
+def url_hint(url: str) -> str:
+    """scheme://host/…/last4 — enough to recognise a URL, not enough to use it."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+    return f"{parts.scheme}://{host}/…/{url[-4:]}"
+
+
+class Kind(abc.ABC):
+    """A kind of channel: its fields as data, and one abstract ``send``."""
+
     kind: ClassVar[str]
+    "The ``ChannelKind`` value (upper case), the registry's key."
+    label: ClassVar[str] = ""
+    "What people call it: a new channel's name, and ``save<Label>Channel``."
+    fields: ClassVar[tuple[Field, ...]] = ()
+    required: ClassVar[tuple[str, ...]] = ()
+    "Storage keys that must all be set for the channel to be ``configured``."
+
+    def config_defaults(self) -> dict[str, Any]:
+        """The plain config of a new channel."""
+        defaults: dict[str, Any] = {}
+        for item in self.fields:
+            if not item.private:
+                defaults[item.stored_as] = item.default
+            elif item.shows is not None:
+                defaults.update(item.shows(None))
+        return defaults
+
+    def is_configured(self, config: Mapping[str, Any], secrets_set: Collection[str]) -> bool:
+        """Every field in ``required`` is stored (a secret is set, a config value not empty)."""
+        secret_keys = {item.stored_as for item in self.fields if item.private}
+        return all(
+            key in secrets_set if key in secret_keys else bool(config.get(key))
+            for key in self.required
+        )
+
+    def hint(self, item: Field, value: Any) -> str | None:
+        """What the schema may show of a secret: a URL's hint; nothing of the others."""
+        return url_hint(value) if item.hinted and isinstance(value, str) else None
+
+    def check_channel(  # noqa: B027 (a hook: most kinds check nothing across fields)
+        self,
+        problems: ProblemSink,
+        config: Mapping[str, Any],
+        secrets_set: Collection[str],
+        *,
+        changed: Collection[str],
+        allowed_networks: Sequence[IPNetwork],
+    ) -> None:
+        """Checks across fields, after each field passed its own (none by default)."""
+
+    def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
+        """One message in this kind's wire format (what ``send`` sends)."""
+        raise NotImplementedError(f"{self.kind} does not render messages")
+
+    def render_digest(self, messages: Sequence[Message], context: SendContext) -> Any:
+        """The hook for digests (CONTRACT section 7): one message carrying ``messages``,
+        in this kind's format. Not built yet; a kind overrides it when digests arrive."""
+        raise NotImplementedError(f"{self.kind} does not render digests yet")
 
     @abc.abstractmethod
     async def send(
         self, destination: Destination, message: Message, context: SendContext
     ) -> SendResult:
         """Deliver one message; answer the outcome, never raise for a remote failure."""
+
+
+ChannelSender = Kind
+"The name senders had before a kind described itself; the same class."

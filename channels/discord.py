@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tocsin.channels.base import ChannelSender, Destination, Message, SendContext, SendResult
+from tocsin.channels import fields
+from tocsin.channels.base import Destination, Field, Kind, Message, SendContext, SendResult
 from tocsin.channels.http import JSON_HEADERS, json_body, post
 from tocsin.channels.rendering import (
     as_utc,
@@ -80,8 +81,14 @@ def _more_field(dropped: int) -> tuple[str, str]:
     return "…", f"{dropped} more metadata fields not shown"
 
 
-class DiscordSender(ChannelSender):
+class DiscordSender(Kind):
     kind = "DISCORD"
+    label = "Discord"
+    fields = (Field("webhookUrl", "webhook_url", private=True, hinted=True, check=fields.url),)
+    required = ("webhook_url",)
+
+    def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
+        return discord_payload(message, context.message_prefix)
 
     async def send(
         self, destination: Destination, message: Message, context: SendContext
@@ -89,5 +96,5 @@ class DiscordSender(ChannelSender):
         url = destination.secrets.get("webhook_url")
         if not url:
             return SendResult(ok=False, latency_ms=0.0, error="Discord webhook URL is not set")
-        body = json_body(discord_payload(message, context.message_prefix))
+        body = json_body(self.render(destination, message, context))
         return await post(context, destination, url, content=body, headers=JSON_HEADERS)

@@ -17,7 +17,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -27,8 +27,16 @@ from typing import Any
 
 import aiosmtplib
 
-from tocsin.channels import egress
-from tocsin.channels.base import ChannelSender, Destination, Message, SendContext, SendResult
+from tocsin.channels import egress, fields
+from tocsin.channels.base import (
+    Destination,
+    Field,
+    Kind,
+    Message,
+    ProblemSink,
+    SendContext,
+    SendResult,
+)
 from tocsin.channels.rendering import (
     exception_chain,
     headline,
@@ -158,8 +166,43 @@ def _about(message: Message) -> str:
     )
 
 
-class EmailSender(ChannelSender):
+class EmailSender(Kind):
     kind = "EMAIL"
+    label = "Email"
+    fields = (
+        Field("to", "to", default=[], check=fields.recipients),
+        Field("smtpHost", "smtp_host", check=fields.smtp_host),
+        Field("smtpPort", "smtp_port", default=587, check=fields.port),
+        Field("security", "security", default="STARTTLS"),
+        Field("username", "username", check=fields.one_line),
+        Field("password", "password", private=True, strip=False, check=fields.at_most_1024),
+        Field("fromAddress", "from_address", check=fields.email_address),
+        Field("fromName", "from_name", check=fields.one_line),
+        Field("verifyTls", "verify_tls", default=True),
+    )
+    required = ("to", "smtp_host")
+
+    def check_channel(
+        self,
+        problems: ProblemSink,
+        config: Mapping[str, Any],
+        secrets_set: Collection[str],
+        *,
+        changed: Collection[str],
+        allowed_networks: Sequence[IPNetwork],
+    ) -> None:
+        fields.check_plaintext_login(
+            problems,
+            config,
+            password_set="password" in secrets_set,
+            changed=changed,
+            allowed=allowed_networks,
+        )
+
+    def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
+        """The mail; ValueError (a message for the user) when the channel can't send one."""
+        settings = SmtpSettings.from_destination(destination)
+        return build_email(settings, message, context.message_prefix)
 
     async def send(
         self, destination: Destination, message: Message, context: SendContext

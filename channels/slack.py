@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tocsin.channels.base import ChannelSender, Destination, Message, SendContext, SendResult
+from tocsin.channels import fields
+from tocsin.channels.base import Destination, Field, Kind, Message, SendContext, SendResult
 from tocsin.channels.http import JSON_HEADERS, json_body, post
 from tocsin.channels.rendering import (
     fallback_text,
@@ -70,8 +71,14 @@ def _field(key: str, value: str) -> dict[str, str]:
     return {"type": "mrkdwn", "text": f"*{name}*\n{text}"}
 
 
-class SlackSender(ChannelSender):
+class SlackSender(Kind):
     kind = "SLACK"
+    label = "Slack"
+    fields = (Field("webhookUrl", "webhook_url", private=True, hinted=True, check=fields.url),)
+    required = ("webhook_url",)
+
+    def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
+        return slack_payload(message, context.message_prefix)
 
     async def send(
         self, destination: Destination, message: Message, context: SendContext
@@ -79,5 +86,5 @@ class SlackSender(ChannelSender):
         url = destination.secrets.get("webhook_url")
         if not url:
             return SendResult(ok=False, latency_ms=0.0, error="Slack webhook URL is not set")
-        body = json_body(slack_payload(message, context.message_prefix))
+        body = json_body(self.render(destination, message, context))
         return await post(context, destination, url, content=body, headers=JSON_HEADERS)

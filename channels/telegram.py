@@ -6,7 +6,8 @@ import html
 import re
 from typing import Any
 
-from tocsin.channels.base import ChannelSender, Destination, Message, SendContext, SendResult
+from tocsin.channels import fields
+from tocsin.channels.base import Destination, Field, Kind, Message, SendContext, SendResult
 from tocsin.channels.http import JSON_HEADERS, json_body, post
 from tocsin.channels.rendering import (
     fit_escaped,
@@ -64,8 +65,18 @@ def telegram_payload(message: Message, prefix: str, chat_id: str) -> dict[str, A
     return {"chat_id": chat_id, "text": telegram_text(message, prefix), "parse_mode": "HTML"}
 
 
-class TelegramSender(ChannelSender):
+class TelegramSender(Kind):
     kind = "TELEGRAM"
+    label = "Telegram"
+    fields = (
+        Field("botToken", "bot_token", private=True, check=fields.bot_token),
+        Field("chatId", "chat_id", check=fields.chat_id),
+    )
+    required = ("bot_token", "chat_id")
+
+    def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
+        chat_id = str(destination.config.get("chat_id"))
+        return telegram_payload(message, context.message_prefix, chat_id)
 
     async def send(
         self, destination: Destination, message: Message, context: SendContext
@@ -78,5 +89,5 @@ class TelegramSender(ChannelSender):
         if not _BOT_TOKEN.fullmatch(str(token)):
             return SendResult(ok=False, latency_ms=0.0, error="Telegram bot token is malformed")
         url = f"{context.telegram_api_base.rstrip('/')}/bot{token}/sendMessage"
-        body = json_body(telegram_payload(message, context.message_prefix, str(chat_id)))
+        body = json_body(self.render(destination, message, context))
         return await post(context, destination, url, content=body, headers=JSON_HEADERS)

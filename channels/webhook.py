@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 
 from tocsin import __version__
-from tocsin.channels.base import ChannelSender, Destination, Message, SendContext, SendResult
+from tocsin.channels import fields
+from tocsin.channels.base import Destination, Field, Kind, Message, SendContext, SendResult
 from tocsin.channels.http import post
 from tocsin.channels.rendering import as_utc, truncate
 from tocsin.channels.signing import signature_headers
@@ -60,8 +61,33 @@ def custom_headers(headers: Mapping[str, Any]) -> httpx.Headers:
     return checked
 
 
-class WebhookSender(ChannelSender):
+def _header_names(headers: Mapping[str, str] | None) -> dict[str, Any]:
+    return {"header_names": sorted(headers or {})}
+
+
+def _audited_headers(headers: Any) -> dict[str, Any]:
+    return {"names": sorted(headers) if isinstance(headers, dict) else [], "values": "set"}
+
+
+class WebhookSender(Kind):
     kind = "WEBHOOK"
+    label = "Webhook"
+    fields = (
+        Field("url", "url", private=True, hinted=True, check=fields.url),
+        Field("signingSecret", "signing_secret", private=True, check=fields.signing_secret),
+        Field(
+            "headers",
+            "headers",
+            private=True,
+            check=fields.headers,
+            shows=_header_names,
+            audits=_audited_headers,
+        ),
+    )
+    required = ("url",)
+
+    def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
+        return webhook_payload(message, sent_at=datetime.now(UTC))
 
     async def send(
         self, destination: Destination, message: Message, context: SendContext
@@ -70,7 +96,7 @@ class WebhookSender(ChannelSender):
         if not url:
             return SendResult(ok=False, latency_ms=0.0, error="webhook URL is not set")
         try:
-            body = webhook_body(webhook_payload(message, sent_at=datetime.now(UTC)))
+            body = webhook_body(self.render(destination, message, context))
         except ValueError:  # NaN or Infinity: the body would not be JSON
             return SendResult(ok=False, latency_ms=0.0, error=NOT_JSON)
         try:

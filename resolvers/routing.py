@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tocsin.resolvers.channels import is_configured
+from tocsin.channels.registry import is_configured
 from tocsin.storage.enums import DeliveryStatus, Priority
 from tocsin.storage.outbox import NewEvent
 from tocsin.storage.tables import ChannelRow

@@ -11,11 +11,11 @@ from sqlalchemy import select, update
 from sqlmodel import col
 
 from tocsin.channels.base import Destination, Message, SendContext, SendResult
-from tocsin.channels.registry import sender_for
+from tocsin.channels.registry import is_configured, kind_for
 from tocsin.resolvers.audit import record_audit
-from tocsin.resolvers.channels import decrypt_secrets, is_configured
 from tocsin.resolvers.context import Context
 from tocsin.resolvers.problems import Problem, not_found
+from tocsin.storage.channel_secrets import decrypt_secrets
 from tocsin.storage.enums import ChannelKind
 from tocsin.storage.tables import ChannelRow
 from tocsin.storage.types import new_id, utcnow
@@ -84,7 +84,7 @@ async def _send_one(ctx: Context, context: SendContext, row: ChannelRow) -> Send
     started = time.perf_counter()
     try:
         async with asyncio.timeout(context.timeout + 1):
-            return await sender_for(row.kind).send(destination_for(ctx, row), message, context)
+            return await kind_for(row.kind).send(destination_for(ctx, row), message, context)
     except TimeoutError:
         elapsed = (time.perf_counter() - started) * 1000
         return SendResult(ok=False, latency_ms=elapsed, error="timed out", retryable=True)

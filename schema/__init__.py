@@ -23,13 +23,7 @@ from tocsin.schema.mutation import Mutation
 from tocsin.schema.permissions import ErrorsBesideData
 from tocsin.schema.query import Query
 from tocsin.schema.scalars import JSON, DateTime, JSONScalar
-from tocsin.schema.types import (
-    DiscordChannel,
-    EmailChannel,
-    SlackChannel,
-    TelegramChannel,
-    WebhookChannel,
-)
+from tocsin.schema.types import KIND_TYPES
 
 MAX_DEPTH = 10
 MAX_ALIASES = 50
@@ -100,7 +94,7 @@ def build_schema() -> strawberry.Schema:
     return TocsinSchema(
         query=Query,
         mutation=Mutation,
-        types=[SlackChannel, WebhookChannel, EmailChannel, DiscordChannel, TelegramChannel],
+        types=[channel_type for channel_type, _ in KIND_TYPES.values()],
         scalar_overrides={datetime: DateTime, JSON: JSONScalar},
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[

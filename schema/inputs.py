@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from strawberry import Maybe
@@ -27,11 +28,29 @@ class ChannelInputBase:
     max_retries: Maybe[int | None]
 
 
+KIND_INPUTS: dict[str, type[ChannelInputBase]] = {}
+"Each kind's save input; ``schema/mutation.py`` makes a ``save<Label>Channel`` of each."
+
+T = TypeVar("T", bound=type[ChannelInputBase])
+
+
+def kind_input(kind: str) -> Callable[[T], T]:
+    """Registers the save input of a kind (``channels/registry.py``'s key)."""
+
+    def register(cls: T) -> T:
+        KIND_INPUTS[kind] = cls
+        return cls
+
+    return register
+
+
+@kind_input("SLACK")
 @strawberry.input
 class SlackChannelInput(ChannelInputBase):
     webhook_url: Maybe[str | None]
 
 
+@kind_input("WEBHOOK")
 @strawberry.input
 class WebhookChannelInput(ChannelInputBase):
     url: Maybe[str | None]
@@ -42,6 +61,7 @@ class WebhookChannelInput(ChannelInputBase):
     )
 
 
+@kind_input("EMAIL")
 @strawberry.input
 class EmailChannelInput(ChannelInputBase):
     to: Maybe[list[str] | None]
@@ -55,15 +75,29 @@ class EmailChannelInput(ChannelInputBase):
     verify_tls: Maybe[bool | None]
 
 
+@kind_input("DISCORD")
 @strawberry.input
 class DiscordChannelInput(ChannelInputBase):
     webhook_url: Maybe[str | None]
 
 
+@kind_input("TELEGRAM")
 @strawberry.input
 class TelegramChannelInput(ChannelInputBase):
     bot_token: Maybe[str | None]
     chat_id: Maybe[str | None]
+
+
+@kind_input("TEAMS")
+@strawberry.input
+class TeamsChannelInput(ChannelInputBase):
+    webhook_url: Maybe[str | None]
+
+
+def camel_case(name: str) -> str:
+    """A Python field name as GraphQL spells it (``smtp_host`` -> ``smtpHost``)."""
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
 
 
 def present_fields(data: Any) -> dict[str, Any]:

@@ -8,19 +8,17 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from tocsin.channels.registry import kind_for
 from tocsin.resolvers import channels, deliveries, event_types, sendtest, tokens
 from tocsin.resolvers.events import EmitRequest, emit_events
 from tocsin.resolvers.problems import ProblemError, not_found
 from tocsin.schema.enums import ChannelKind, Role
 from tocsin.schema.inputs import (
+    KIND_INPUTS,
     ChannelInputBase,
-    DiscordChannelInput,
-    EmailChannelInput,
     EmitEventInput,
     EventTypeInput,
-    SlackChannelInput,
-    TelegramChannelInput,
-    WebhookChannelInput,
+    camel_case,
     present_fields,
 )
 from tocsin.schema.permissions import ADMINS, EDITORS, EMITTERS
@@ -39,17 +37,41 @@ from tocsin.schema.types import (
     channel_from_row,
     user_errors,
 )
-from tocsin.storage import enums
 
 
-async def _save(info: Info, kind: enums.ChannelKind, data: ChannelInputBase) -> SaveChannelPayload:
+def channel_changes(kind: str, data: ChannelInputBase) -> dict[str, Any]:
+    """The fields the client sent, a kind's own by the storage key its module declares."""
+    keys = {item.input: item.stored_as for item in kind_for(kind).fields}
+    return {keys.get(camel_case(name), name): v for name, v in present_fields(data).items()}
+
+
+async def _save(info: Info, kind: str, data: ChannelInputBase) -> SaveChannelPayload:
     channel_id = str(data.id) if data.id is not None else None
-    row, problems = await channels.save_channel(
-        info.context, kind, channel_id, present_fields(data)
-    )
+    changes = channel_changes(kind, data)
+    row, problems = await channels.save_channel(info.context, kind, channel_id, changes)
     return SaveChannelPayload(
         channel=channel_from_row(row) if row else None, errors=user_errors(problems)
     )
+
+
+def _save_mutation(kind: str, input_type: type[ChannelInputBase]) -> Any:
+    """``save<Label>Channel(input: <Label>ChannelInput!)`` for one kind."""
+
+    async def save(info: Info, input: ChannelInputBase) -> SaveChannelPayload:
+        return await _save(info, kind, input)
+
+    save.__annotations__ = {"info": Info, "input": input_type, "return": SaveChannelPayload}
+    return strawberry.mutation(resolver=save, permission_classes=EDITORS)
+
+
+def with_save_mutations(cls: type) -> type:
+    """The class with one save mutation per registered kind input, ahead of its own fields."""
+    saves = {
+        f"save_{kind_for(kind).label.lower()}_channel": _save_mutation(kind, input_type)
+        for kind, input_type in KIND_INPUTS.items()
+    }
+    body = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    return type(cls.__name__, cls.__bases__, {**saves, **body})
 
 
 def _emit_request(data: EmitEventInput) -> EmitRequest:
@@ -66,33 +88,8 @@ def _emit_request(data: EmitEventInput) -> EmitRequest:
 
 
 @strawberry.type
+@with_save_mutations
 class Mutation:
-    @strawberry.mutation(permission_classes=EDITORS)
-    async def save_slack_channel(self, info: Info, input: SlackChannelInput) -> SaveChannelPayload:
-        return await _save(info, enums.ChannelKind.SLACK, input)
-
-    @strawberry.mutation(permission_classes=EDITORS)
-    async def save_webhook_channel(
-        self, info: Info, input: WebhookChannelInput
-    ) -> SaveChannelPayload:
-        return await _save(info, enums.ChannelKind.WEBHOOK, input)
-
-    @strawberry.mutation(permission_classes=EDITORS)
-    async def save_email_channel(self, info: Info, input: EmailChannelInput) -> SaveChannelPayload:
-        return await _save(info, enums.ChannelKind.EMAIL, input)
-
-    @strawberry.mutation(permission_classes=EDITORS)
-    async def save_discord_channel(
-        self, info: Info, input: DiscordChannelInput
-    ) -> SaveChannelPayload:
-        return await _save(info, enums.ChannelKind.DISCORD, input)
-
-    @strawberry.mutation(permission_classes=EDITORS)
-    async def save_telegram_channel(
-        self, info: Info, input: TelegramChannelInput
-    ) -> SaveChannelPayload:
-        return await _save(info, enums.ChannelKind.TELEGRAM, input)
-
     @strawberry.mutation(permission_classes=EDITORS)
     async def delete_channel(self, info: Info, id: strawberry.ID) -> DeleteChannelPayload:
         deleted, problems = await channels.delete_channel(info.context, str(id))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
+from tocsin.channels.registry import is_configured
 from tocsin.resolvers import audit, channels, deliveries, event_types, tokens
-from tocsin.resolvers.channels import is_configured
 from tocsin.schema.enums import ChannelKind
 from tocsin.schema.inputs import DeliveryFilter
 from tocsin.schema.permissions import ADMINS, ANYONE, EDITORS, READERS

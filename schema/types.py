@@ -3,14 +3,17 @@ what may be shown: no output type has a field that could return a secret."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from strawberry.types import Info
 
+from tocsin.channels.registry import is_configured, kind_for
 from tocsin.resolvers import deliveries as delivery_service
-from tocsin.resolvers.channels import is_configured
 from tocsin.resolvers.pagination import Page
 from tocsin.resolvers.problems import Problem
 from tocsin.schema.enums import (
@@ -110,12 +113,31 @@ class Channel:
         return Delivery.from_row(row) if row else None
 
 
+KindView = Callable[[dict[str, Any]], dict[str, Any]]
+KIND_TYPES: dict[str, tuple[type[Channel], KindView | None]] = {}
+"Each kind's output type, and what (if anything) it changes in the generic view."
+
+T = TypeVar("T", bound=type[Channel])
+
+
+def kind_type(kind: str, view: KindView | None = None) -> Callable[[T], T]:
+    """Registers the output type of a kind (``channels/registry.py``'s key)."""
+
+    def register(cls: T) -> T:
+        KIND_TYPES[kind] = (cls, view)
+        return cls
+
+    return register
+
+
+@kind_type("SLACK")
 @strawberry.type
 class SlackChannel(Channel):
     webhook_url_set: bool
     webhook_url_hint: str | None
 
 
+@kind_type("WEBHOOK")
 @strawberry.type
 class WebhookChannel(Channel):
     url_set: bool
@@ -126,6 +148,15 @@ class WebhookChannel(Channel):
     )
 
 
+def _email_view(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **values,
+        "security": SmtpSecurity(values["security"]),
+        "from_address": values["from_address"] or values["username"],
+    }
+
+
+@kind_type("EMAIL", _email_view)
 @strawberry.type
 class EmailChannel(Channel):
     to: list[str]
@@ -142,21 +173,29 @@ class EmailChannel(Channel):
     verify_tls: bool
 
 
+@kind_type("DISCORD")
 @strawberry.type
 class DiscordChannel(Channel):
     webhook_url_set: bool
     webhook_url_hint: str | None
 
 
+@kind_type("TELEGRAM")
 @strawberry.type
 class TelegramChannel(Channel):
     bot_token_set: bool
     chat_id: str | None
 
 
-def channel_from_row(row: tables.ChannelRow) -> Channel:
-    """The GraphQL view of a stored channel: plain config, ``*Set`` flags and hints only."""
-    common: dict[str, Any] = {
+@kind_type("TEAMS")
+@strawberry.type
+class TeamsChannel(Channel):
+    webhook_url_set: bool
+    webhook_url_hint: str | None
+
+
+def _common_values(row: tables.ChannelRow) -> dict[str, Any]:
+    return {
         "id": strawberry.ID(row.id),
         "kind": ChannelKind(row.kind),
         "name": row.name,
@@ -172,47 +211,35 @@ def channel_from_row(row: tables.ChannelRow) -> Channel:
         "updated_at": row.updated_at,
         "last_test_data": row.last_test,
     }
-    stored = set(row.secrets_set)
-    config = row.config
-    match row.kind:
-        case "SLACK":
-            return SlackChannel(
-                **common,
-                webhook_url_set="webhook_url" in stored,
-                webhook_url_hint=row.hints.get("webhook_url"),
-            )
-        case "DISCORD":
-            return DiscordChannel(
-                **common,
-                webhook_url_set="webhook_url" in stored,
-                webhook_url_hint=row.hints.get("webhook_url"),
-            )
-        case "WEBHOOK":
-            return WebhookChannel(
-                **common,
-                url_set="url" in stored,
-                url_hint=row.hints.get("url"),
-                signing_secret_set="signing_secret" in stored,
-                header_names=list(config.get("header_names", [])),
-            )
-        case "EMAIL":
-            return EmailChannel(
-                **common,
-                to=list(config.get("to", [])),
-                smtp_host=config.get("smtp_host"),
-                smtp_port=config.get("smtp_port", 587),
-                security=SmtpSecurity(config.get("security", "STARTTLS")),
-                username=config.get("username"),
-                password_set="password" in stored,
-                from_address=config.get("from_address") or config.get("username"),
-                from_name=config.get("from_name"),
-                verify_tls=config.get("verify_tls", True),
-            )
-        case "TELEGRAM":
-            return TelegramChannel(
-                **common, bot_token_set="bot_token" in stored, chat_id=config.get("chat_id")
-            )
-    raise ValueError(f"unknown channel kind {row.kind}")
+
+
+def _declared_values(row: tables.ChannelRow) -> dict[str, Any]:
+    """From the kind's declared fields: ``<secret>_set``, ``<url>_hint``, plain config."""
+    values: dict[str, Any] = {}
+    for item in kind_for(row.kind).fields:
+        if not item.private:
+            values[item.stored_as] = copy.copy(row.config.get(item.stored_as, item.default))
+            continue
+        values[f"{item.stored_as}_set"] = item.stored_as in row.secrets_set
+        if item.hinted:
+            values[f"{item.stored_as}_hint"] = row.hints.get(item.stored_as)
+        if item.shows is not None:
+            shown = item.shows(None)
+            values.update({key: copy.copy(row.config.get(key, shown[key])) for key in shown})
+    return values
+
+
+def channel_from_row(row: tables.ChannelRow) -> Channel:
+    """The GraphQL view of a stored channel: plain config, ``*Set`` flags and hints only."""
+    try:
+        cls, view = KIND_TYPES[row.kind]
+    except KeyError:
+        raise ValueError(f"unknown channel kind {row.kind}") from None
+    values = _declared_values(row)
+    if view is not None:
+        values = view(values)
+    shown = {item.name for item in dataclasses.fields(cls)}
+    return cls(**_common_values(row), **{k: v for k, v in values.items() if k in shown})
 
 
 # -- events and deliveries ---------------------------------------------------------------

@@ -11,6 +11,7 @@ class ChannelKind(Enum):
     EMAIL = "EMAIL"
     DISCORD = "DISCORD"
     TELEGRAM = "TELEGRAM"
+    TEAMS = "TEAMS"
 
 
 class Priority(Enum):

@@ -19,13 +19,14 @@ FIELDS = """
     to smtpHost smtpPort security username passwordSet fromAddress fromName verifyTls
   }
   ... on TelegramChannel { botTokenSet chatId }
+  ... on TeamsChannel { webhookUrlSet webhookUrlHint }
 """
 
 SAVE = {
     kind: f"""mutation($input: {kind}ChannelInput!) {{
       save: save{kind}Channel(input: $input) {{
         channel {{ {FIELDS} }} errors {{ field code message }} }} }}"""
-    for kind in ("Slack", "Webhook", "Email", "Discord", "Telegram")
+    for kind in ("Slack", "Webhook", "Email", "Discord", "Telegram", "Teams")
 }
 READ = f"query($id: ID!) {{ channel(id: $id) {{ {FIELDS} }} }}"
 SIGNING = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -36,6 +37,13 @@ CASES: list[tuple[str, str, str, str, dict[str, Any]]] = [
     ("Slack", "webhookUrl", "https://hooks.slack.com/services/T0/B0/abcd9xQe", "webhookUrlSet", {}),
     ("Discord", "webhookUrl", "https://discord.com/api/webhooks/1/tok9xQe", "webhookUrlSet", {}),
     ("Webhook", "url", "https://receiver.example.com/hook/9xQe", "urlSet", {}),
+    (
+        "Teams",
+        "webhookUrl",
+        "https://prod-12.westeurope.logic.azure.com/workflows/abc/triggers/manual/9xQe",
+        "webhookUrlSet",
+        {},
+    ),
     ("Telegram", "botToken", BOT, "botTokenSet", {"chatId": "-1001234567890"}),
     (
         "Email",

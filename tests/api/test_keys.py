@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from tests.e2e import cli_env, free_port, only_line_mentioning, run_cli
 from tests.support import Api, make_settings, start_api
-from tocsin.resolvers.channels import decrypt_secrets
 from tocsin.services import open_services
 from tocsin.settings import ConfigurationError, Settings
+from tocsin.storage.channel_secrets import decrypt_secrets
 from tocsin.storage.database import create_engine
 from tocsin.storage.secretbox import SecretBox
 from tocsin.storage.tables import ChannelRow

@@ -64,7 +64,7 @@ MUTATIONS: dict[str, Entry] = {
             "{ channel { id } errors { code } } }",
             EDITORS,
         )
-        for kind in ("Slack", "Webhook", "Email", "Discord", "Telegram")
+        for kind in ("Slack", "Webhook", "Email", "Discord", "Telegram", "Teams")
     },
     "deleteChannel": Entry(
         f'mutation {{ deleteChannel(id: "{NO_SUCH_ID}") {{ deletedId errors {{ code }} }} }}',
@@ -199,6 +199,7 @@ def test_the_table_is_the_contracts() -> None:
         "saveEmailChannel",
         "saveDiscordChannel",
         "saveTelegramChannel",
+        "saveTeamsChannel",
         "deleteChannel",
         "muteChannel",
         "sendTest",

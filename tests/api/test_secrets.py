@@ -24,9 +24,9 @@ from sqlmodel import SQLModel
 
 from tests.peers import HttpReceiver, LocalCA, SmtpServer
 from tests.support import PG_URL, Api, make_settings, start_api
-from tocsin.resolvers.channels import decrypt_secrets
 from tocsin.schema import schema
 from tocsin.settings import Settings
+from tocsin.storage.channel_secrets import decrypt_secrets
 from tocsin.storage.enums import Role
 from tocsin.storage.tables import ChannelRow
 
@@ -51,6 +51,7 @@ KIND_TEXT_FIELDS = {
     "WebhookChannel": {"urlHint", "headerNames"},
     "EmailChannel": {"to", "smtpHost", "username", "fromAddress", "fromName"},
     "TelegramChannel": {"chatId"},
+    "TeamsChannel": {"webhookUrlHint"},
 }
 TEXT_SCALARS = {"String", "ID", "JSON"}
 CANNOT_HOLD_TEXT = {"Boolean", "Int", "Float", "DateTime"}
@@ -145,6 +146,7 @@ FIELDS = """
   ... on EmailChannel {
     to smtpHost smtpPort security username passwordSet fromAddress fromName verifyTls }
   ... on TelegramChannel { botTokenSet chatId }
+  ... on TeamsChannel { webhookUrlSet webhookUrlHint }
 """
 EVERYTHING = f"""{{
   channels {{ {FIELDS} }}
@@ -206,6 +208,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
             "Discord": f"/api/webhooks/1/{MARK}discord/tail",
             "Webhook": f"/hook/{MARK}hook/tail",
             "Telegram": f"/bot{BOT}/sendMessage",
+            "Teams": f"/workflows/1/triggers/manual/{MARK}teams/tail",
         }
         for path in paths.values():
             receiver.respond(
@@ -232,6 +235,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                 "password": f"pw-{MARK}-smtp",
             },
             "Telegram": {"botToken": BOT, "chatId": "-1001234567890"},
+            "Teams": {"webhookUrl": receiver.url(paths["Teams"])},
         }
         responses: list[str] = []
         async for api in start_api(app_settings, run_worker=False):
@@ -258,7 +262,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
             async with api.services.db.read() as session:
                 rows = (await session.scalars(select(ChannelRow))).all()
                 stored = {row.id: decrypt_secrets(api.services.box, row) for row in rows}
-            assert sum(MARK in json.dumps(s) for s in stored.values()) == 5
+            assert sum(MARK in json.dumps(s) for s in stored.values()) == 6
 
             # when updates that fail carry the marker
             failing: list[tuple[str, dict[str, Any]]] = [
@@ -273,6 +277,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                 ("Webhook", {"id": ids["Webhook"], "url": f"https://r.example.com/{MARK}" * 200}),
                 ("Telegram", {"id": ids["Telegram"], "botToken": f"{MARK}:{MARK}"}),
                 ("Email", {"id": ids["Email"], "password": MARK * 200}),
+                ("Teams", {"id": ids["Teams"], "webhookUrl": f"http://teams.example.com/{MARK}"}),
             ]
             for kind, data in failing:
                 body = await post(save_mutation(kind), {"input": data})
@@ -322,7 +327,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                     "errors { code } } }"
                 )
             )["data"]["sendTest"]
-            assert len(tested["results"]) == 5
+            assert len(tested["results"]) == 6
             assert not any(r["ok"] for r in tested["results"])
             rest = await api.client.post(
                 "/api/notifications/test", headers={"Authorization": f"Bearer {api.admin_token}"}
@@ -332,6 +337,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
             # (the secrets did reach their destinations: the marker travelled where it should)
             assert receiver.requests_to(paths["Slack"])
             assert receiver.requests_to(paths["Telegram"])
+            assert receiver.requests_to(paths["Teams"])
             [hook, *_] = receiver.requests_to(paths["Webhook"])
             assert hook.headers["x-api-key"] == f"key-{MARK}-header"
             assert smtp.failed_logins >= 1  # the marked password was tried
@@ -344,7 +350,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                 )
             everything = await post(EVERYTHING)
             assert "errors" not in everything, everything
-            assert len(everything["data"]["channels"]) == 5
+            assert len(everything["data"]["channels"]) == 6
             assert everything["data"]["auditLog"]["totalCount"] >= 7
             for channel_id in ids.values():
                 one = await post(

@@ -1,5 +1,5 @@
 """Issue 4, acceptance 8, and issue 7: no stored secret appears in a delivery row, an attempt
-error, a log line or a payload — for all five kinds, failures included. Through each failure
+error, a log line or a payload — for every kind, failures included. Through each failure
 path (a DNS failure, a TLS failure, an SMTP AUTH failure, an HTTP 500 whose body echoes the
 request, a timeout) the canary (URL path parts, signing secret, header values, SMTP password,
 bot token) is in no GraphQL answer, no log record of any logger at DEBUG, and no delivery,
@@ -37,8 +37,11 @@ async def test_secrets_never_leak_while_delivering_and_failing(
     settings_dir: Path,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    # given five channels whose secrets hold the canary, and receivers that echo it back
-    slack_path, discord_path, hook_path = (f"/{k}/{CANARY}/x" for k in ("slack", "discord", "hook"))
+    # given a channel of each kind whose secrets hold the canary, and receivers that echo it
+    slack_path, discord_path, hook_path, teams_path = (
+        f"/{k}/{CANARY}/x" for k in ("slack", "discord", "hook", "teams")
+    )
+    receiver.respond(teams_path, 400, body=f'{{"error": {{"message": "no flow {teams_path}"}}}}')
     receiver.respond(slack_path, 500, body=f"no such webhook {slack_path}")
     receiver.respond(discord_path, 404, body=f'{{"message": "Unknown Webhook {CANARY}"}}')
     receiver.respond(hook_path, 401, body=f"bad token Bearer {CANARY}")
@@ -46,6 +49,7 @@ async def test_secrets_never_leak_while_delivering_and_failing(
     common = {"maxRetries": 0}
     await save(live, "Slack", {"webhookUrl": receiver.url(slack_path), **common})
     await save(live, "Discord", {"webhookUrl": receiver.url(discord_path), **common})
+    await save(live, "Teams", {"webhookUrl": receiver.url(teams_path), **common})
     await save(
         live,
         "Webhook",
@@ -75,7 +79,7 @@ async def test_secrets_never_leak_while_delivering_and_failing(
 
     async def all_failed() -> bool:
         nodes = await deliveries(live)
-        return len(nodes) == 5 and all(n["status"] == "FAILED" for n in nodes)
+        return len(nodes) == 6 and all(n["status"] == "FAILED" for n in nodes)
 
     await eventually(all_failed, timeout=15)
     responses = [
@@ -95,7 +99,7 @@ async def test_secrets_never_leak_while_delivering_and_failing(
     errors = [
         a["error"] for d in responses[1]["data"]["deliveries"]["nodes"] for a in d["attempts"]
     ]
-    assert len(errors) == 5 and all(errors)  # the failures were recorded, scrubbed
+    assert len(errors) == 6 and all(errors)  # the failures were recorded, scrubbed
     for request in receiver.requests:
         assert CANARY.encode() not in request.body
     assert CANARY not in caplog.text
@@ -212,10 +216,13 @@ async def test_dns_failure(
         await save(
             api, "Slack", {"webhookUrl": f"https://{NOWHERE}/services/{CANARY}/x", "maxRetries": 0}
         )
+        await save(
+            api, "Teams", {"webhookUrl": f"https://{NOWHERE}/workflows/{CANARY}", "maxRetries": 0}
+        )
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
         await save(api, "Email", email(f"smtp.{NOWHERE}", 587))
         # when it fails, then the errors say so without the canary
-        errors = await assert_no_canary(api, await fail_everything(api, 4), caplog)
+        errors = await assert_no_canary(api, await fail_everything(api, 5), caplog)
         assert all("resolve" in e for e in errors), errors
 
 
@@ -233,9 +240,12 @@ async def test_tls_failure(
         await save(
             api, "Discord", {"webhookUrl": untrusted.url(f"/api/{CANARY}/x"), "maxRetries": 0}
         )
+        await save(
+            api, "Teams", {"webhookUrl": untrusted.url(f"/workflows/{CANARY}"), "maxRetries": 0}
+        )
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
         await save(api, "Email", email("localhost", untrusted_smtp.port, security="TLS"))
-        errors = await assert_no_canary(api, await fail_everything(api, 4), caplog)
+        errors = await assert_no_canary(api, await fail_everything(api, 5), caplog)
         assert all("TLS" in e or "certificate" in e for e in errors), errors
     assert untrusted.requests == []
 
@@ -270,6 +280,7 @@ async def test_http_500_echoing_the_request(
             "slack": f"/services/T0/{CANARY}/x",
             "discord": f"/api/webhooks/1/{CANARY}",
             "telegram": f"/bot{BOT}/sendMessage",
+            "teams": f"/workflows/1/triggers/manual/paths/invoke/{CANARY}",
         }
         for path in paths.values():
             url = receiver.url(path)
@@ -285,11 +296,12 @@ async def test_http_500_echoing_the_request(
         await save(api, "Webhook", webhook(receiver.url(paths["hook"])))
         await save(api, "Slack", {"webhookUrl": receiver.url(paths["slack"]), "maxRetries": 0})
         await save(api, "Discord", {"webhookUrl": receiver.url(paths["discord"]), "maxRetries": 0})
+        await save(api, "Teams", {"webhookUrl": receiver.url(paths["teams"]), "maxRetries": 0})
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
-        errors = await assert_no_canary(api, await fail_everything(api, 4), caplog)
+        errors = await assert_no_canary(api, await fail_everything(api, 5), caplog)
         assert all(e.startswith("HTTP 500") for e in errors), errors
         assert any("[redacted]" in e for e in errors), errors  # the echo was kept, scrubbed
-    assert len(receiver.requests) == 8
+    assert len(receiver.requests) == 10
 
 
 async def test_timeout(
@@ -307,15 +319,22 @@ async def test_timeout(
         telegram_api_base=receiver.base_url,
         delivery_timeout=1.0,
     ):
-        for path in (f"/hook/{CANARY}/in", f"/services/{CANARY}/x", f"/bot{BOT}/sendMessage"):
+        teams = f"/workflows/{CANARY}/invoke"
+        for path in (
+            f"/hook/{CANARY}/in",
+            f"/services/{CANARY}/x",
+            f"/bot{BOT}/sendMessage",
+            teams,
+        ):
             receiver.respond(path, hang=10)
         await save(api, "Webhook", webhook(receiver.url(f"/hook/{CANARY}/in")))
         await save(
             api, "Slack", {"webhookUrl": receiver.url(f"/services/{CANARY}/x"), "maxRetries": 0}
         )
+        await save(api, "Teams", {"webhookUrl": receiver.url(teams), "maxRetries": 0})
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
         await save(api, "Email", email("127.0.0.1", receiver.port, security="NONE"))
-        errors = await assert_no_canary(api, await fail_everything(api, 4), caplog)
+        errors = await assert_no_canary(api, await fail_everything(api, 5), caplog)
         assert all("timed out" in e for e in errors), errors
 
 
