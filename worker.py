@@ -20,11 +20,9 @@ from tocsin.channels.base import Destination, Message, SendContext, SendResult
 from tocsin.channels.registry import sender_for
 from tocsin.resolvers.channels import decrypt_secrets
 from tocsin.resolvers.context import Services
-from tocsin.storage.enums import DeliveryStatus
-from tocsin.storage.outbox import (
+from tocsin.storage.claims import (
     AttemptOutcome,
     ClaimedDelivery,
-    DeliveryListener,
     claim_due_deliveries,
     finish_without_attempt,
     queue_depth,
@@ -34,9 +32,11 @@ from tocsin.storage.outbox import (
     renew_leases,
     retry_unrecorded,
 )
+from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.outbox_lock import OutboxLock, sqlite_database_path
 from tocsin.storage.tables import ChannelRow
 from tocsin.storage.types import utcnow
+from tocsin.storage.wakeup import DeliveryListener
 
 log = logging.getLogger("tocsin.worker")
 

@@ -24,7 +24,7 @@ from tocsin.resolvers.routing import delivery_status_for
 from tocsin.resolvers.validation import non_finite_at
 from tocsin.storage.database import Database
 from tocsin.storage.enums import Priority
-from tocsin.storage.outbox import NewEvent, WrittenEvent, metadata_fingerprint, write_events
+from tocsin.storage.ingest import NewEvent, WrittenEvent, metadata_fingerprint, write_events
 from tocsin.storage.tables import EventTypeRow
 from tocsin.storage.types import utcnow
 

@@ -17,7 +17,7 @@ from sqlalchemy import delete, text, update
 from tests.delivery.test_delivery import deliveries, emit, save
 from tests.peers import HttpReceiver, Reply
 from tests.support import PG_URL, Api, eventually
-from tocsin.storage.outbox import AttemptOutcome, claim_due_deliveries, record_outcomes
+from tocsin.storage.claims import AttemptOutcome, claim_due_deliveries, record_outcomes
 from tocsin.storage.secretbox import SecretBox
 from tocsin.storage.tables import ChannelRow, DeliveryRow, EventRow
 from tocsin.storage.types import utcnow
