@@ -9,7 +9,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from tocsin.settings import ConfigurationError, DatabaseUnavailable, Settings, load_settings
+from tocsin.errors import ConfigurationError, DatabaseUnavailable
+from tocsin.settings import Settings, load_settings
 from tocsin.storage.enums import Role
 from tocsin.storage.redaction import install_log_redaction
 

@@ -17,6 +17,7 @@ from graphql import GraphQLError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from tocsin.errors import TocsinError
 from tocsin.resolvers.context import Context, Services
 from tocsin.resolvers.problems import Problem, Problems
 from tocsin.resolvers.rate_limit import EmitRateLimiter
@@ -43,7 +44,7 @@ OVERLOADED_RETRY_AFTER = 1
 Pending = tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]
 
 
-class EmitRefused(GraphQLError):
+class EmitRefused(TocsinError, GraphQLError):
     """An emit that was not stored, with the whole seconds after which to try again
     (``extensions.retryAfter``; app.py answers it as the HTTP status and Retry-After)."""
 
