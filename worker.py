@@ -361,7 +361,7 @@ class Worker:
         # Until then the row stays SENDING under its lease, so it is neither claimed twice
         # nor lost if the process dies first (it is sent again).
         self._finished.append(outcome)
-        if outcome.new_status == DeliveryStatus.RETRYING.value and outcome.next_attempt_at:
+        if outcome.new_status == DeliveryStatus.RETRYING and outcome.next_attempt_at:
             self._wake_at((outcome.next_attempt_at - utcnow()).total_seconds())
 
     async def _send(self, claimed: ClaimedDelivery, started_at: datetime) -> AttemptOutcome | None:
@@ -375,7 +375,7 @@ class Worker:
                     session,
                     claimed.delivery.id,
                     claimed.claim_token,
-                    status=status.value,
+                    status=status,
                     reason=reason,
                 )
             return None
@@ -383,7 +383,7 @@ class Worker:
         result = await attempt(claimed, channel, self._services)
         metrics.ATTEMPT_SECONDS.labels(channel.kind).observe(result.latency_ms / 1000)
         outcome = self._outcome(claimed, result, started_at)
-        if outcome.new_status != DeliveryStatus.RETRYING.value:
+        if outcome.new_status != DeliveryStatus.RETRYING:
             metrics.DELIVERIES.labels(channel.kind, outcome.new_status.lower()).inc()
         return outcome
 
@@ -411,7 +411,7 @@ class Worker:
             ok=result.ok,
             status_code=result.status_code,
             error=result.error,
-            new_status=state.status.value,
+            new_status=state.status,
             next_attempt_at=state.next_attempt_at,
             finished_at=now,
             fallback_retry_at=state.retry_at,
@@ -439,7 +439,7 @@ class Worker:
                 ok=False,
                 status_code=None,
                 error=result.error,
-                new_status=DeliveryStatus.RETRYING.value,
+                new_status=DeliveryStatus.RETRYING,
                 next_attempt_at=now + self._lease,
                 finished_at=now,
                 fallback_retry_at=now + self._lease,

@@ -66,7 +66,7 @@ class ClaimedDelivery:
     claim_token: str
 
 
-_DUE = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
+_DUE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
 
 
 async def claim_due_deliveries(
@@ -99,9 +99,7 @@ async def claim_due_deliveries(
     await session.execute(
         update(DeliveryRow)
         .where(col(DeliveryRow.id).in_(ids))
-        .values(
-            status=DeliveryStatus.SENDING.value, lease_expires_at=now + lease, claim_token=token
-        )
+        .values(status=DeliveryStatus.SENDING, lease_expires_at=now + lease, claim_token=token)
     )
     rows = await session.execute(
         select(DeliveryRow, EventRow, ChannelRow)
@@ -117,7 +115,7 @@ def _due(now: datetime, full_channels: Collection[str | None]) -> Any:
     due = or_(
         and_(col(DeliveryRow.status).in_(_DUE), col(DeliveryRow.next_attempt_at) <= now),
         and_(
-            col(DeliveryRow.status) == DeliveryStatus.SENDING.value,
+            col(DeliveryRow.status) == DeliveryStatus.SENDING,
             col(DeliveryRow.lease_expires_at) < now,
         ),
     )
@@ -160,7 +158,7 @@ async def release_claims(
     await _update_held_claims(
         session,
         claims,
-        status=DeliveryStatus.PENDING.value,
+        status=DeliveryStatus.PENDING,
         next_attempt_at=now,
         lease_expires_at=None,
     )
@@ -187,8 +185,8 @@ async def release_orphaned_sends(session: AsyncSession, *, now: datetime, owner:
         raise RuntimeError("only the owner of the outbox may release its sends")
     result = await session.execute(
         update(DeliveryRow)
-        .where(col(DeliveryRow.status) == DeliveryStatus.SENDING.value)
-        .values(status=DeliveryStatus.PENDING.value, next_attempt_at=now, lease_expires_at=None)
+        .where(col(DeliveryRow.status) == DeliveryStatus.SENDING)
+        .values(status=DeliveryStatus.PENDING, next_attempt_at=now, lease_expires_at=None)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]  # a CursorResult, typed Result
 
@@ -216,7 +214,7 @@ def _held_under(statement: Any) -> Any:
     return statement.where(
         _DELIVERY.c.id == bindparam("b_id"),
         _DELIVERY.c.claim_token == bindparam("b_token"),
-        _DELIVERY.c.status == DeliveryStatus.SENDING.value,
+        _DELIVERY.c.status == DeliveryStatus.SENDING,
     )
 
 
@@ -284,7 +282,7 @@ async def retry_unrecorded(session: AsyncSession, outcome: AttemptOutcome, *, re
     retry_at = outcome.fallback_retry_at
     await session.execute(
         _held_under(update(_DELIVERY)).values(
-            status=(DeliveryStatus.RETRYING if retry_at else DeliveryStatus.FAILED).value,
+            status=DeliveryStatus.RETRYING if retry_at else DeliveryStatus.FAILED,
             attempt_count=outcome.number,
             next_attempt_at=retry_at,
             lease_expires_at=None,
@@ -309,7 +307,5 @@ async def finish_without_attempt(
 
 async def queue_depth(session: AsyncSession) -> int:
     """Deliveries waiting or being sent (due or not), for the queue depth gauge."""
-    stmt = select(func.count()).where(
-        col(DeliveryRow.status).in_([*_DUE, DeliveryStatus.SENDING.value])
-    )
+    stmt = select(func.count()).where(col(DeliveryRow.status).in_([*_DUE, DeliveryStatus.SENDING]))
     return int(await session.scalar(stmt.select_from(DeliveryRow)) or 0)

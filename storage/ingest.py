@@ -168,7 +168,7 @@ def _deliveries_for(
                 "channel_kind": channel.kind,
                 "status": status,
                 "attempt_count": 0,
-                "next_attempt_at": now if status == DeliveryStatus.PENDING.value else None,
+                "next_attempt_at": now if status == DeliveryStatus.PENDING else None,
                 "created_at": now,
             }
         )
