@@ -34,7 +34,7 @@ from tocsin.storage.outbox_lock import OutboxLock, sqlite_database_path
 from tocsin.storage.types import utcnow
 from tocsin.storage.wakeup import DeliveryListener
 from tocsin.worker_attempt import attempt, frames
-from tocsin.worker_state import next_state, not_sendable
+from tocsin.worker_state import attempt_outcome, not_sendable, retry_later
 
 log = logging.getLogger("tocsin.worker")
 
@@ -390,31 +390,13 @@ class Worker:
     def _outcome(
         self, claimed: ClaimedDelivery, result: SendResult, started_at: datetime
     ) -> AttemptOutcome:
-        """The attempt to record for ``result``, and where it leaves the delivery."""
-        delivery, channel = claimed.delivery, claimed.channel
-        now = utcnow()
-        state = next_state(
+        return attempt_outcome(
+            claimed,
             result,
-            attempt_number=delivery.attempt_count + 1,
-            cycle_start=delivery.cycle_start,
-            max_retries=channel.max_retries if channel is not None else 0,
-            base_delay=self._services.settings.retry_base_delay,
-            now=now,
-            rng=self._rng,
-        )
-        return AttemptOutcome(
-            delivery_id=delivery.id,
-            claim_token=claimed.claim_token,
-            number=delivery.attempt_count + 1,
             started_at=started_at,
-            duration_ms=result.latency_ms,
-            ok=result.ok,
-            status_code=result.status_code,
-            error=result.error,
-            new_status=state.status,
-            next_attempt_at=state.next_attempt_at,
-            finished_at=now,
-            fallback_retry_at=state.retry_at,
+            now=utcnow(),
+            base_delay=self._services.settings.retry_base_delay,
+            rng=self._rng,
         )
 
     def _failed_in_worker(
@@ -429,20 +411,8 @@ class Worker:
         try:
             return self._outcome(claimed, result, started_at)
         except Exception:  # broken beyond this attempt: try again, but not at once
-            now = utcnow()
-            return AttemptOutcome(
-                delivery_id=claimed.delivery.id,
-                claim_token=claimed.claim_token,
-                number=claimed.delivery.attempt_count + 1,
-                started_at=started_at,
-                duration_ms=result.latency_ms,
-                ok=False,
-                status_code=None,
-                error=result.error,
-                new_status=DeliveryStatus.RETRYING,
-                next_attempt_at=now + self._lease,
-                finished_at=now,
-                fallback_retry_at=now + self._lease,
+            return retry_later(
+                claimed, result, started_at=started_at, now=utcnow(), delay=self._lease
             )
 
     def _wake_at(self, delay: float) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from tocsin.channels.base import SendResult
+from tocsin.storage.claims import AttemptOutcome, ClaimedDelivery
 from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.tables import ChannelRow
 
@@ -21,9 +22,11 @@ __all__ = [
     "MAX_BACKOFF",
     "NextState",
     "Uniform",
+    "attempt_outcome",
     "next_state",
     "not_sendable",
     "retry_delay",
+    "retry_later",
 ]
 
 MAX_BACKOFF = 3600.0
@@ -76,6 +79,68 @@ def next_state(
     if result.retryable and retry_at is not None:
         return NextState(DeliveryStatus.RETRYING, retry_at, retry_at)
     return NextState(DeliveryStatus.FAILED, None, retry_at)
+
+
+def attempt_outcome(
+    claimed: ClaimedDelivery,
+    result: SendResult,
+    *,
+    started_at: datetime,
+    now: datetime,
+    base_delay: float,
+    rng: Uniform,
+) -> AttemptOutcome:
+    """The attempt to record for ``result``, and the state it leaves its delivery in."""
+    delivery, channel = claimed.delivery, claimed.channel
+    state = next_state(
+        result,
+        attempt_number=delivery.attempt_count + 1,
+        cycle_start=delivery.cycle_start,
+        max_retries=channel.max_retries if channel is not None else 0,
+        base_delay=base_delay,
+        now=now,
+        rng=rng,
+    )
+    return _recorded(claimed, result, state, started_at=started_at, now=now)
+
+
+def retry_later(
+    claimed: ClaimedDelivery,
+    result: SendResult,
+    *,
+    started_at: datetime,
+    now: datetime,
+    delay: timedelta,
+) -> AttemptOutcome:
+    """A failed attempt whose next state could not be decided: RETRYING after ``delay``,
+    whatever retries were left."""
+    retry_at = now + delay
+    state = NextState(DeliveryStatus.RETRYING, retry_at, retry_at)
+    return _recorded(claimed, result, state, started_at=started_at, now=now)
+
+
+def _recorded(
+    claimed: ClaimedDelivery,
+    result: SendResult,
+    state: NextState,
+    *,
+    started_at: datetime,
+    now: datetime,
+) -> AttemptOutcome:
+    return AttemptOutcome(
+        delivery_id=claimed.delivery.id,
+        claim_token=claimed.claim_token,
+        number=claimed.delivery.attempt_count + 1,
+        started_at=started_at,
+        duration_ms=result.latency_ms,
+        ok=result.ok,
+        status_code=result.status_code,
+        error=result.error,
+        new_status=state.status,
+        next_attempt_at=state.next_attempt_at,
+        finished_at=now,
+        fallback_retry_at=state.retry_at,
+    )
 
 
 def not_sendable(channel: ChannelRow | None, now: datetime) -> tuple[DeliveryStatus, str] | None:

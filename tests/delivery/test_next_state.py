@@ -1,5 +1,6 @@
 """The next state of a delivery, decided without I/O: backoff doubling, jitter bounds, the
-cap, Retry-After, error classes, and the channels that are not sent to after all."""
+cap, Retry-After, error classes, the outcome recorded for an attempt, and the channels
+that are not sent to after all."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tocsin.channels.base import SendResult
+from tocsin.storage.claims import ClaimedDelivery
 from tocsin.storage.enums import DeliveryStatus
-from tocsin.storage.tables import ChannelRow
-from tocsin.worker_state import MAX_BACKOFF, next_state, not_sendable, retry_delay
+from tocsin.storage.tables import ChannelRow, DeliveryRow, EventRow
+from tocsin.worker_state import (
+    MAX_BACKOFF,
+    attempt_outcome,
+    next_state,
+    not_sendable,
+    retry_delay,
+    retry_later,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 OK = SendResult(ok=True, latency_ms=1, status_code=200)
@@ -192,3 +201,64 @@ def test_a_channel_deleted_disabled_or_muted_is_not_sent_to(
     row: ChannelRow | None, expected: tuple[DeliveryStatus, str] | None
 ) -> None:
     assert not_sendable(row, NOW) == expected
+
+
+def claimed(attempt_count: int, *, max_retries: int = 3, cycle_start: int = 0) -> ClaimedDelivery:
+    delivery = DeliveryRow(
+        id="d",
+        event_id="e",
+        channel_id="c",
+        channel_kind="WEBHOOK",
+        attempt_count=attempt_count,
+        cycle_start=cycle_start,
+    )
+    event = EventRow(id="e", type="test", title="t", priority="INFO")
+    return ClaimedDelivery(delivery, event, channel(max_retries=max_retries), "token")
+
+
+@pytest.mark.parametrize(
+    ("result", "attempt_count", "status", "next_in", "fallback_in"),
+    [
+        (OK, 0, DeliveryStatus.DELIVERED, None, 5.0),
+        (RETRYABLE, 1, DeliveryStatus.RETRYING, 10.0, 10.0),
+        (RETRYABLE, 3, DeliveryStatus.FAILED, None, None),
+        (PERMANENT, 0, DeliveryStatus.FAILED, None, 5.0),
+    ],
+)
+def test_the_outcome_to_record_numbers_the_attempt_and_carries_its_state(
+    result: SendResult,
+    attempt_count: int,
+    status: DeliveryStatus,
+    next_in: float | None,
+    fallback_in: float | None,
+) -> None:
+    started = NOW - timedelta(seconds=1)
+    outcome = attempt_outcome(
+        claimed(attempt_count), result, started_at=started, now=NOW, base_delay=5.0, rng=MIDDLE
+    )
+    seconds = [
+        at and (at - NOW).total_seconds()
+        for at in (outcome.next_attempt_at, outcome.fallback_retry_at)
+    ]
+    assert (outcome.number, outcome.new_status, seconds) == (
+        attempt_count + 1,
+        status,
+        [next_in, fallback_in],
+    )
+    assert (outcome.delivery_id, outcome.claim_token) == ("d", "token")
+    assert (outcome.started_at, outcome.finished_at) == (started, NOW)
+    assert (outcome.ok, outcome.status_code, outcome.error) == (
+        result.ok,
+        result.status_code,
+        result.error,
+    )
+
+
+def test_an_undecided_failure_retries_later_even_past_its_retries() -> None:
+    failed = SendResult(ok=False, latency_ms=2, error="internal error (RuntimeError)")
+    outcome = retry_later(
+        claimed(3, max_retries=3), failed, started_at=NOW, now=NOW, delay=timedelta(seconds=25)
+    )
+    assert outcome.new_status == DeliveryStatus.RETRYING
+    assert outcome.next_attempt_at == outcome.fallback_retry_at == NOW + timedelta(seconds=25)
+    assert (outcome.number, outcome.error) == (4, "internal error (RuntimeError)")

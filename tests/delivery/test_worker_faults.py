@@ -180,7 +180,7 @@ async def test_a_failure_in_the_worker_after_a_send_is_a_failed_attempt_with_a_r
     # given a bug in the worker that breaks deciding the first outcome, after the send
     import tocsin.worker
 
-    real = tocsin.worker.next_state
+    real = tocsin.worker.attempt_outcome
     calls: list[int] = []
 
     def broken_once(*args: Any, **kwargs: Any) -> Any:
@@ -189,7 +189,7 @@ async def test_a_failure_in_the_worker_after_a_send_is_a_failed_attempt_with_a_r
             raise RuntimeError("cannot decide")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tocsin.worker, "next_state", broken_once)
+    monkeypatch.setattr(tocsin.worker, "attempt_outcome", broken_once)
     await save(live, "Webhook", {"url": receiver.url("/hook")})
     # when an event is emitted
     event_id = (await emit(live, title="title-with-data"))["event"]["id"]
