@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.ides import get_graphql_ide_html
 
 from tocsin import metrics
+from tocsin.errors import BodyTooLarge
 from tocsin.resolvers.context import Context, Principal
 from tocsin.resolvers.sendtest import send_test
 from tocsin.schema import schema, without_input_echo
@@ -33,10 +34,6 @@ access_log = logging.getLogger("tocsin.access")
 
 MAX_BODY = 1024 * 1024
 GRAPHIQL = get_graphql_ide_html("graphiql")
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 def _error(status: int, message: str, code: str) -> JSONResponse:

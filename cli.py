@@ -9,7 +9,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from tocsin.settings import ConfigurationError, DatabaseUnavailable, Settings, load_settings
+from tocsin.errors import ConfigurationError, DatabaseUnavailable
+from tocsin.settings import Settings, load_settings
 from tocsin.storage.enums import Role
 from tocsin.storage.redaction import install_log_redaction
 
@@ -24,6 +25,10 @@ def _configure_logging() -> None:
     # Alembic says at INFO which dialect it found on every start: noise for operators.
     # tocsin.migrate logs one line when a migration actually runs.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request's URL at INFO, and destination URLs are secrets (Slack and
+    # Discord paths, Telegram bot tokens): these loggers may speak only of warnings and worse.
+    for name in ("httpx", "httpcore", "httpx_aiohttp", "aiohttp.client"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:

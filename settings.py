@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from tocsin.errors import ConfigurationError
+from tocsin.errors import DatabaseUnavailable as DatabaseUnavailable  # re-exported
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DIGEST_PRIORITIES = ("MEDIUM", "LOW", "INFO")
@@ -21,30 +24,6 @@ MAX_DIGEST_INTERVAL = 30 * 86400
 DATABASE_URL_FORMS = (
     "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE or sqlite+aiosqlite:///PATH"
 )
-
-
-class ConfigurationError(Exception):
-    """A setting is unusable; the message names the variable and never carries its value."""
-
-
-class DatabaseUnavailable(ConfigurationError):
-    """The database cannot be reached or opened (unreachable server, wrong password, no
-    such database, a file that cannot be created); ``reason`` is the driver's one line."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"cannot use the database: {reason}")
-        self.reason = reason
-
-    @classmethod
-    def from_error(cls, error: BaseException, *, password: str | None) -> DatabaseUnavailable:
-        cause: BaseException = getattr(error, "orig", None) or error
-        while cause.__cause__ is not None:  # the driver's own, e.g. InvalidPasswordError
-            cause = cause.__cause__
-        lines = str(cause).strip().splitlines()
-        reason = f"{type(cause).__name__}: {lines[0] if lines else ''}"[:300]
-        if password:  # drivers do not repeat it; this makes sure
-            reason = reason.replace(str(password), "***")
-        return cls(reason)
 
 
 class Settings(BaseSettings):

@@ -7,25 +7,18 @@ import asyncio
 import logging
 import random
 import time
-import traceback
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from tocsin import metrics
-from tocsin.channels.base import Destination, Message, SendContext, SendResult
-from tocsin.channels.registry import sender_for
-from tocsin.settings import Settings
-from tocsin.storage.channel_secrets import decrypt_secrets
-from tocsin.storage.database import Database
-from tocsin.storage.enums import DeliveryStatus
-from tocsin.storage.outbox import (
+from tocsin.channels.base import SendResult
+from tocsin.storage.claims import (
     AttemptOutcome,
     ClaimedDelivery,
-    DeliveryListener,
     claim_due_deliveries,
     finish_without_attempt,
     queue_depth,
@@ -35,14 +28,14 @@ from tocsin.storage.outbox import (
     renew_leases,
     retry_unrecorded,
 )
+from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.outbox_lock import OutboxLock, sqlite_database_path
-from tocsin.storage.secretbox import SecretBox
-from tocsin.storage.tables import ChannelRow
 from tocsin.storage.types import utcnow
+from tocsin.storage.wakeup import DeliveryListener
+from tocsin.worker_attempt import WorkerServices, attempt, frames
+from tocsin.worker_state import attempt_outcome, not_sendable, retry_later
 
 log = logging.getLogger("tocsin.worker")
-
-MAX_BACKOFF = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,44 +47,6 @@ class WorkerLimits:
     prefetch: int = 8
     "Deliveries per channel claimed ahead, so a finished attempt starts the next at once."
     poll_seconds: float = 1.0
-
-
-class WorkerServices(Protocol):
-    """What the worker uses of its process's services (``tocsin.services.Services``)."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def db(self) -> Database: ...
-    @property
-    def box(self) -> SecretBox: ...
-    @property
-    def send_context(self) -> SendContext | None: ...
-
-
-def _frames(exc: BaseException) -> str:
-    """Where ``exc`` was raised, without its message or its causes' (they may carry data)."""
-    return "".join(traceback.format_tb(exc.__traceback__)).rstrip()
-
-
-def _not_sendable(channel: ChannelRow | None, now: datetime) -> tuple[DeliveryStatus, str] | None:
-    """Why a claimed delivery is not sent after all, decided when it is sent."""
-    if channel is None:
-        return DeliveryStatus.FAILED, "channel was deleted"
-    if not channel.enabled:
-        return DeliveryStatus.SUPPRESSED, "channel is disabled"
-    if channel.muted_until is not None and channel.muted_until > now:
-        until = channel.muted_until.isoformat(timespec="seconds").replace("+00:00", "Z")
-        return DeliveryStatus.SUPPRESSED, f"channel is muted until {until}"
-    return None
-
-
-def retry_delay(base: float, attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with ±20 % jitter; a receiver's Retry-After wins when longer."""
-    delay = min(base * 2 ** (attempt - 1), MAX_BACKOFF) * random.uniform(0.8, 1.2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, MAX_BACKOFF))
-    return delay
 
 
 class Worker:
@@ -130,6 +85,7 @@ class Worker:
         # that waits longer in its channel's queue has its lease renewed each loop turn.
         self._lease = timedelta(seconds=services.settings.delivery_timeout + 15)
         self._last_depth = 0.0
+        self._rng = random.Random()
 
     @property
     def running(self) -> bool:
@@ -341,7 +297,7 @@ class Worker:
                 reason,
                 f": {detail}" if detail is not None else "",
                 fate,
-                _frames(error),
+                frames(error),
             )
         return []
 
@@ -379,12 +335,12 @@ class Worker:
         self._wake.set()
 
     async def _deliver(self, claimed: ClaimedDelivery) -> None:
-        """One attempt, whatever happens in it: the claim leaves ``_held``, and its outcome
+        """One claimed delivery, whatever happens: the claim leaves ``_held``, and its outcome
         (a failed attempt with a retry when the worker itself failed) goes to the next turn."""
         delivery_id = claimed.delivery.id
         started_at = utcnow()
         try:
-            outcome = await self._attempt(claimed, started_at)
+            outcome = await self._send(claimed, started_at)
         except asyncio.CancelledError:
             self._cut_short.append((delivery_id, claimed.claim_token))
             raise
@@ -393,7 +349,7 @@ class Worker:
                 "delivery %s: the worker failed (%s); recorded as a failed attempt\n%s",
                 delivery_id,
                 type(exc).__name__,
-                _frames(exc),
+                frames(exc),
             )
             outcome = self._failed_in_worker(claimed, exc, started_at)
         finally:
@@ -404,8 +360,43 @@ class Worker:
         # Until then the row stays SENDING under its lease, so it is neither claimed twice
         # nor lost if the process dies first (it is sent again).
         self._finished.append(outcome)
-        if outcome.new_status == DeliveryStatus.RETRYING.value and outcome.next_attempt_at:
+        if outcome.new_status == DeliveryStatus.RETRYING and outcome.next_attempt_at:
             self._wake_at((outcome.next_attempt_at - utcnow()).total_seconds())
+
+    async def _send(self, claimed: ClaimedDelivery, started_at: datetime) -> AttemptOutcome | None:
+        """Attempt one claimed delivery; None when it is finished without an attempt."""
+        channel = claimed.channel
+        refusal = not_sendable(channel, started_at)
+        if refusal is not None:
+            status, reason = refusal
+            async with self._services.db.write() as session:
+                await finish_without_attempt(
+                    session,
+                    claimed.delivery.id,
+                    claimed.claim_token,
+                    status=status,
+                    reason=reason,
+                )
+            return None
+        assert channel is not None
+        result = await attempt(claimed, channel, self._services)
+        metrics.ATTEMPT_SECONDS.labels(channel.kind).observe(result.latency_ms / 1000)
+        outcome = self._outcome(claimed, result, started_at)
+        if outcome.new_status != DeliveryStatus.RETRYING:
+            metrics.DELIVERIES.labels(channel.kind, outcome.new_status.lower()).inc()
+        return outcome
+
+    def _outcome(
+        self, claimed: ClaimedDelivery, result: SendResult, started_at: datetime
+    ) -> AttemptOutcome:
+        return attempt_outcome(
+            claimed,
+            result,
+            started_at=started_at,
+            now=utcnow(),
+            base_delay=self._services.settings.retry_base_delay,
+            rng=self._rng,
+        )
 
     def _failed_in_worker(
         self, claimed: ClaimedDelivery, exc: Exception, started_at: datetime
@@ -419,123 +410,9 @@ class Worker:
         try:
             return self._outcome(claimed, result, started_at)
         except Exception:  # broken beyond this attempt: try again, but not at once
-            now = utcnow()
-            return AttemptOutcome(
-                delivery_id=claimed.delivery.id,
-                claim_token=claimed.claim_token,
-                number=claimed.delivery.attempt_count + 1,
-                started_at=started_at,
-                duration_ms=result.latency_ms,
-                ok=False,
-                status_code=None,
-                error=result.error,
-                new_status=DeliveryStatus.RETRYING.value,
-                next_attempt_at=now + self._lease,
-                finished_at=now,
-                fallback_retry_at=now + self._lease,
+            return retry_later(
+                claimed, result, started_at=started_at, now=utcnow(), delay=self._lease
             )
-
-    async def _attempt(
-        self, claimed: ClaimedDelivery, started_at: datetime
-    ) -> AttemptOutcome | None:
-        """Send one claimed delivery; None when it is finished without an attempt."""
-        delivery, event, channel = claimed.delivery, claimed.event, claimed.channel
-        refusal = _not_sendable(channel, started_at)
-        if refusal is not None:
-            status, reason = refusal
-            async with self._services.db.write() as session:
-                await finish_without_attempt(
-                    session, delivery.id, claimed.claim_token, status=status.value, reason=reason
-                )
-            return None
-        assert channel is not None
-        context = self._services.send_context
-        if context is None:
-            raise RuntimeError("the worker needs services opened with HTTP")
-        message = Message(
-            delivery_id=delivery.id,
-            event_id=event.id,
-            event_type=event.type,
-            priority=event.priority,
-            title=event.title,
-            detail=event.detail,
-            metadata=event.metadata_,
-            occurred_at=event.occurred_at,
-        )
-        started = time.perf_counter()
-        try:
-            destination = Destination(
-                channel_id=channel.id,
-                kind=channel.kind,
-                name=channel.name,
-                config=channel.config,
-                secrets=decrypt_secrets(self._services.box, channel),
-            )
-            async with asyncio.timeout(context.timeout + 5):
-                result = await sender_for(channel.kind).send(destination, message, context)
-        except TimeoutError:
-            result = SendResult(
-                ok=False,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                error=f"timed out after {context.timeout:g}s",
-                retryable=True,
-            )
-        except Exception as exc:
-            log.error(
-                "delivery %s: sending to %s failed inside Tocsin (%s)\n%s",
-                delivery.id,
-                channel.kind,
-                type(exc).__name__,
-                _frames(exc),
-            )
-            result = SendResult(
-                ok=False,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                error=f"internal error ({type(exc).__name__})",
-                retryable=True,
-            )
-        metrics.ATTEMPT_SECONDS.labels(channel.kind).observe(result.latency_ms / 1000)
-        outcome = self._outcome(claimed, result, started_at)
-        if outcome.new_status != DeliveryStatus.RETRYING.value:
-            metrics.DELIVERIES.labels(channel.kind, outcome.new_status.lower()).inc()
-        return outcome
-
-    def _outcome(
-        self, claimed: ClaimedDelivery, result: SendResult, started_at: datetime
-    ) -> AttemptOutcome:
-        """The attempt to record for ``result``, and where it leaves the delivery."""
-        delivery, channel = claimed.delivery, claimed.channel
-        max_retries = channel.max_retries if channel is not None else 0
-        number = delivery.attempt_count + 1
-        in_cycle = number - delivery.cycle_start
-        now = utcnow()
-        retry_at: datetime | None = None
-        if in_cycle <= max_retries:
-            delay = retry_delay(
-                self._services.settings.retry_base_delay, in_cycle, result.retry_after
-            )
-            retry_at = now + timedelta(seconds=delay)
-        next_at: datetime | None = None
-        if result.ok:
-            status = DeliveryStatus.DELIVERED
-        elif result.retryable and retry_at is not None:
-            status, next_at = DeliveryStatus.RETRYING, retry_at
-        else:
-            status = DeliveryStatus.FAILED
-        return AttemptOutcome(
-            delivery_id=delivery.id,
-            claim_token=claimed.claim_token,
-            number=number,
-            started_at=started_at,
-            duration_ms=result.latency_ms,
-            ok=result.ok,
-            status_code=result.status_code,
-            error=result.error,
-            new_status=status.value,
-            next_attempt_at=next_at,
-            finished_at=now,
-            fallback_retry_at=retry_at,
-        )
 
     def _wake_at(self, delay: float) -> None:
         asyncio.get_running_loop().call_later(max(delay, 0), self._wake.set)

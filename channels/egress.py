@@ -34,6 +34,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from tocsin.errors import DestinationNotAllowed, NotAnAddress
 from tocsin.settings import IPNetwork
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -51,22 +52,6 @@ __all__ = [
     "refusal",
     "url_allowed_scheme",
 ]
-
-
-class DestinationNotAllowed(OSError):
-    """A destination names or resolves only to addresses Tocsin may not connect to.
-
-    An ``OSError`` so that connection libraries treat it like a failed lookup and
-    keep it in the exception chain; ``reason`` is safe to show to users.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class NotAnAddress(ValueError):
-    """A host that ends in a number (so resolvers read it as IPv4) but is no valid address."""
 
 
 # -- reading a host ----------------------------------------------------------------------

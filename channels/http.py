@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import logging
 import re
 import socket
 import ssl
@@ -140,12 +139,6 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-# httpx logs every request's URL at INFO, and destination URLs are secrets (Slack and
-# Discord paths, Telegram bot tokens): these loggers may speak only of warnings and worse.
-for _name in ("httpx", "httpcore", "httpx_aiohttp", "aiohttp.client"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def build_http_client(

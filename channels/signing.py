@@ -12,11 +12,9 @@ import hashlib
 import hmac
 import time
 
+from tocsin.errors import InvalidSigningSecret
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
-
-
-class InvalidSigningSecret(ValueError):
-    """The signing secret is not ``whsec_<base64>``; the message carries no part of it."""
 
 
 def decode_secret(secret: str) -> bytes:

@@ -16,9 +16,9 @@ from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.context import Context
 from tocsin.resolvers.pagination import Page, paginate
 from tocsin.storage.enums import ChannelKind, DeliveryStatus
-from tocsin.storage.outbox import notify_new_deliveries
 from tocsin.storage.tables import ChannelRow, DeliveryAttemptRow, DeliveryRow, EventRow
 from tocsin.storage.types import utcnow
+from tocsin.storage.wakeup import notify_new_deliveries
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -17,13 +17,14 @@ from graphql import GraphQLError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from tocsin.errors import TocsinError
 from tocsin.resolvers.context import Context
 from tocsin.resolvers.problems import Problem, Problems
 from tocsin.resolvers.routing import delivery_status_for
 from tocsin.resolvers.validation import non_finite_at
 from tocsin.storage.database import Database
 from tocsin.storage.enums import Priority
-from tocsin.storage.outbox import NewEvent, WrittenEvent, metadata_fingerprint, write_events
+from tocsin.storage.ingest import NewEvent, WrittenEvent, metadata_fingerprint, write_events
 from tocsin.storage.tables import EventTypeRow
 from tocsin.storage.types import utcnow
 
@@ -42,7 +43,7 @@ OVERLOADED_RETRY_AFTER = 1
 Pending = tuple[list[NewEvent], asyncio.Future[list[WrittenEvent]]]
 
 
-class EmitRefused(GraphQLError):
+class EmitRefused(TocsinError, GraphQLError):
     """An emit that was not stored, with the whole seconds after which to try again
     (``extensions.retryAfter``; app.py answers it as the HTTP status and Retry-After)."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tocsin.errors import ProblemError as ProblemError  # re-exported
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -25,22 +27,6 @@ class Problems:
 
     def __bool__(self) -> bool:
         return bool(self.items)
-
-
-class ProblemError(Exception):
-    """Raised inside a write to abort the transaction and answer the problems. When it
-    reaches GraphQL (a field without an ``errors`` list) it is shown, not masked, with the
-    problems under ``extensions.userErrors``."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__(problems[0].message if problems else "invalid input")
-        self.problems = problems
-        self.extensions = {
-            "code": problems[0].code if problems else "BAD_USER_INPUT",
-            "userErrors": [
-                {"field": p.field, "code": p.code, "message": p.message} for p in problems
-            ],
-        }
 
 
 def not_found(what: str, path: str = "id") -> Problem:

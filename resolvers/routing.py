@@ -7,7 +7,7 @@ from typing import Any
 
 from tocsin.channels.registry import is_configured
 from tocsin.storage.enums import DeliveryStatus, Priority
-from tocsin.storage.outbox import NewEvent
+from tocsin.storage.ingest import NewEvent
 from tocsin.storage.tables import ChannelRow
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ChannelKind(Enum):
+class ChannelKind(StrEnum):
     SLACK = "SLACK"
     WEBHOOK = "WEBHOOK"
     EMAIL = "EMAIL"
@@ -14,7 +14,7 @@ class ChannelKind(Enum):
     TEAMS = "TEAMS"
 
 
-class Priority(Enum):
+class Priority(StrEnum):
     CRITICAL = "CRITICAL"
     HIGH = "HIGH"
     MEDIUM = "MEDIUM"
@@ -36,12 +36,12 @@ _PRIORITY_RANK = {
 }
 
 
-class DeliveryMode(Enum):
+class DeliveryMode(StrEnum):
     REALTIME = "REALTIME"
     DIGEST = "DIGEST"
 
 
-class DeliveryStatus(Enum):
+class DeliveryStatus(StrEnum):
     PENDING = "PENDING"
     SENDING = "SENDING"
     RETRYING = "RETRYING"
@@ -50,13 +50,13 @@ class DeliveryStatus(Enum):
     SUPPRESSED = "SUPPRESSED"
 
 
-class SmtpSecurity(Enum):
+class SmtpSecurity(StrEnum):
     STARTTLS = "STARTTLS"
     TLS = "TLS"
     NONE = "NONE"
 
 
-class Role(Enum):
+class Role(StrEnum):
     VIEWER = "VIEWER"
     EDITOR = "EDITOR"
     ADMIN = "ADMIN"

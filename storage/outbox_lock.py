@@ -18,15 +18,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
-from tocsin.settings import ConfigurationError
+from tocsin.errors import OutboxOwnedElsewhere
 
 __all__ = ["OutboxLock", "OutboxOwnedElsewhere", "own_sqlite_outbox", "sqlite_database_path"]
 
 SUFFIX = ".outbox-lock"
-
-
-class OutboxOwnedElsewhere(ConfigurationError):
-    """Another process delivers from this SQLite database."""
 
 
 def sqlite_database_path(url: str | URL) -> Path | None:

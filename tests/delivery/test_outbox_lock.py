@@ -11,7 +11,7 @@ from sqlalchemy import select
 from tests.delivery.test_delivery import emit, save
 from tests.peers import HttpReceiver
 from tests.support import PG_URL, Api
-from tocsin.storage.outbox import release_orphaned_sends
+from tocsin.storage.claims import release_orphaned_sends
 from tocsin.storage.outbox_lock import OutboxLock, OutboxOwnedElsewhere
 from tocsin.storage.tables import DeliveryRow
 from tocsin.storage.types import utcnow

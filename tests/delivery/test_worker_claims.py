@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from tests.delivery.test_delivery import emit, save
 from tests.peers import HttpReceiver
 from tests.support import Api, eventually
-from tocsin.storage.outbox import AttemptOutcome, claim_due_deliveries, record_outcomes
+from tocsin.storage.claims import AttemptOutcome, claim_due_deliveries, record_outcomes
 from tocsin.storage.tables import DeliveryRow
 from tocsin.storage.types import utcnow
 from tocsin.worker import Worker

@@ -17,7 +17,7 @@ from sqlalchemy import delete, text, update
 from tests.delivery.test_delivery import deliveries, emit, save
 from tests.peers import HttpReceiver, Reply
 from tests.support import PG_URL, Api, eventually
-from tocsin.storage.outbox import AttemptOutcome, claim_due_deliveries, record_outcomes
+from tocsin.storage.claims import AttemptOutcome, claim_due_deliveries, record_outcomes
 from tocsin.storage.secretbox import SecretBox
 from tocsin.storage.tables import ChannelRow, DeliveryRow, EventRow
 from tocsin.storage.types import utcnow
@@ -144,9 +144,9 @@ async def test_a_failure_inside_an_attempt_releases_its_claim_and_retries(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="tocsin.worker")
     # given a bug in the worker that breaks the first attempt (its message carries data)
-    import tocsin.worker
+    import tocsin.worker_attempt
 
-    real = tocsin.worker.Message
+    real = tocsin.worker_attempt.Message
     calls: list[str] = []
 
     def broken_once(**fields: Any) -> Any:
@@ -155,7 +155,7 @@ async def test_a_failure_inside_an_attempt_releases_its_claim_and_retries(
             raise RuntimeError(f"cannot render {fields['title']}")
         return real(**fields)
 
-    monkeypatch.setattr(tocsin.worker, "Message", broken_once)
+    monkeypatch.setattr(tocsin.worker_attempt, "Message", broken_once)
     await save(live, "Webhook", {"url": receiver.url("/hook")})
     # when an event is emitted
     event_id = (await emit(live, title="title-with-data"))["event"]["id"]
@@ -169,7 +169,42 @@ async def test_a_failure_inside_an_attempt_releases_its_claim_and_retries(
     assert worker_of(live)._held == {}
     # and it was logged with where it happened, but not with what the message said
     [record] = [r for r in caplog.records if node["id"] in r.getMessage()]
-    assert "RuntimeError" in record.getMessage() and "worker.py" in record.getMessage()
+    assert "RuntimeError" in record.getMessage() and "worker_attempt.py" in record.getMessage()
+    assert "title-with-data" not in caplog.text
+
+
+async def test_a_failure_in_the_worker_after_a_send_is_a_failed_attempt_with_a_retry(
+    live: Api, receiver: HttpReceiver, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    caplog.set_level(logging.ERROR, logger="tocsin.worker")
+    # given a bug in the worker that breaks deciding the first outcome, after the send
+    import tocsin.worker
+
+    real = tocsin.worker.attempt_outcome
+    calls: list[int] = []
+
+    def broken_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("cannot decide")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tocsin.worker, "attempt_outcome", broken_once)
+    await save(live, "Webhook", {"url": receiver.url("/hook")})
+    # when an event is emitted
+    event_id = (await emit(live, title="title-with-data"))["event"]["id"]
+    # then the failure is a failed attempt with a retry (at least once: sent again)
+    node = await until_status(live, (await delivery_of(live, event_id))["id"], "DELIVERED")
+    assert [(a["ok"], a["error"]) for a in node["attempts"]] == [
+        (False, "internal error (RuntimeError)"),
+        (True, None),
+    ]
+    assert len(receiver.requests_to("/hook")) == 2
+    assert worker_of(live)._held == {}
+    # and it was logged as the worker's failure, with where it happened
+    [record] = [r for r in caplog.records if node["id"] in r.getMessage()]
+    assert "the worker failed (RuntimeError)" in record.getMessage()
+    assert "worker.py" in record.getMessage()
     assert "title-with-data" not in caplog.text
 
 

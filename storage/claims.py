@@ -1,0 +1,311 @@
+"""Claims: workers take due deliveries under a lease and a claim token, and only the
+holder of a delivery's current claim may record how its attempt went.
+
+Life of a delivery::
+
+    PENDING ──claim──▶ SENDING ──ok──▶ DELIVERED
+       ▲                  │ ├──permanent failure / retries spent──▶ FAILED
+       │                  │ └──transient failure──▶ RETRYING (next_attempt_at)
+       └── lease expired (crash) or retryDelivery ◀──────┘
+
+``storage/ingest.py`` writes deliveries PENDING (or SUPPRESSED); a claimed delivery whose
+channel is gone, off or muted is finished without an attempt (FAILED or SUPPRESSED).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from tocsin.storage.enums import DeliveryStatus
+from tocsin.storage.outbox_lock import OutboxLock
+from tocsin.storage.tables import ChannelRow, DeliveryAttemptRow, DeliveryRow, EventRow
+from tocsin.storage.types import UTCDateTime, new_id
+
+__all__ = [
+    "AttemptOutcome",
+    "ClaimedDelivery",
+    "claim_due_deliveries",
+    "finish_without_attempt",
+    "queue_depth",
+    "record_outcomes",
+    "release_claims",
+    "release_orphaned_sends",
+    "renew_leases",
+    "retry_unrecorded",
+]
+
+_DELIVERY = DeliveryRow.metadata.tables["delivery"]
+"The delivery table, for executemany statements keyed by bound parameters."
+_ATTEMPT = DeliveryAttemptRow.metadata.tables["delivery_attempt"]
+
+
+@dataclass(slots=True)
+class ClaimedDelivery:
+    delivery: DeliveryRow
+    event: EventRow
+    channel: ChannelRow | None
+    claim_token: str
+
+
+_DUE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+
+
+async def claim_due_deliveries(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    room_per_channel: Callable[[str | None], int],
+    full_channels: Collection[str | None] = (),
+) -> list[ClaimedDelivery]:
+    """Mark up to ``limit`` due deliveries SENDING under a lease and a fresh claim token and
+    return them with their event and channel. A SENDING delivery whose lease ran out (its
+    worker died) is due again. ``room_per_channel`` caps how many one channel may take, and
+    ``full_channels`` (no room at all) are left out of the query itself, so however long
+    their backlog, it cannot hide the other channels' deliveries."""
+    candidates = (
+        select(col(DeliveryRow.id), col(DeliveryRow.channel_id))
+        .where(_due(now, full_channels))
+        .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.id))
+        .limit(limit * 4)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    found = (await session.execute(candidates)).all()
+    ids = _within_room(found, limit, room_per_channel)
+    if not ids:
+        return []
+    token = new_id()
+    await session.execute(
+        update(DeliveryRow)
+        .where(col(DeliveryRow.id).in_(ids))
+        .values(status=DeliveryStatus.SENDING, lease_expires_at=now + lease, claim_token=token)
+    )
+    rows = await session.execute(
+        select(DeliveryRow, EventRow, ChannelRow)
+        .join(EventRow, col(EventRow.id) == col(DeliveryRow.event_id))
+        .outerjoin(ChannelRow, col(ChannelRow.id) == col(DeliveryRow.channel_id))
+        .where(col(DeliveryRow.id).in_(ids))
+    )
+    return [ClaimedDelivery(d, e, c, token) for d, e, c in rows.all()]
+
+
+def _due(now: datetime, full_channels: Collection[str | None]) -> Any:
+    """Deliveries due now (or SENDING under a lease that ran out), not of a full channel."""
+    due = or_(
+        and_(col(DeliveryRow.status).in_(_DUE), col(DeliveryRow.next_attempt_at) <= now),
+        and_(
+            col(DeliveryRow.status) == DeliveryStatus.SENDING,
+            col(DeliveryRow.lease_expires_at) < now,
+        ),
+    )
+    channel = col(DeliveryRow.channel_id)
+    full = [c for c in full_channels if c is not None]
+    if full:
+        due = and_(due, or_(channel.is_(None), channel.not_in(full)))
+    if None in full_channels:
+        due = and_(due, channel.is_not(None))
+    return due
+
+
+def _within_room(
+    candidates: Sequence[Any], limit: int, room_per_channel: Callable[[str | None], int]
+) -> list[str]:
+    """Up to ``limit`` of the (id, channel id) candidates, in order, within each channel's room."""
+    taken: dict[str | None, int] = {}
+    ids: list[str] = []
+    for delivery_id, channel_id in candidates:
+        if len(ids) >= limit:
+            break
+        if taken.get(channel_id, 0) >= room_per_channel(channel_id):
+            continue
+        taken[channel_id] = taken.get(channel_id, 0) + 1
+        ids.append(delivery_id)
+    return ids
+
+
+async def renew_leases(
+    session: AsyncSession, claims: Sequence[tuple[str, str]], *, until: datetime
+) -> None:
+    """Extend the lease of deliveries still held under these (id, claim token) pairs."""
+    await _update_held_claims(session, claims, lease_expires_at=until)
+
+
+async def release_claims(
+    session: AsyncSession, claims: Sequence[tuple[str, str]], *, now: datetime
+) -> None:
+    """Hand claimed-but-unsent deliveries, (id, claim token) pairs, back: a clean stop."""
+    await _update_held_claims(
+        session,
+        claims,
+        status=DeliveryStatus.PENDING,
+        next_attempt_at=now,
+        lease_expires_at=None,
+    )
+
+
+async def _update_held_claims(
+    session: AsyncSession, claims: Sequence[tuple[str, str]], **values: Any
+) -> None:
+    """One UPDATE (executemany) of the deliveries still held under these claims."""
+    if not claims:
+        return
+    await session.execute(
+        update(_DELIVERY)
+        .where(_DELIVERY.c.id == bindparam("b_id"), _DELIVERY.c.claim_token == bindparam("b_token"))
+        .values(**values),
+        [{"b_id": delivery_id, "b_token": token} for delivery_id, token in claims],
+    )
+
+
+async def release_orphaned_sends(session: AsyncSession, *, now: datetime, owner: OutboxLock) -> int:
+    """Make every SENDING delivery due now. Only for the holder of the SQLite database's
+    outbox lock: it proves their sender died (on PostgreSQL, leases decide)."""
+    if not owner.held:
+        raise RuntimeError("only the owner of the outbox may release its sends")
+    result = await session.execute(
+        update(DeliveryRow)
+        .where(col(DeliveryRow.status) == DeliveryStatus.SENDING)
+        .values(status=DeliveryStatus.PENDING, next_attempt_at=now, lease_expires_at=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]  # a CursorResult, typed Result
+
+
+@dataclass(slots=True)
+class AttemptOutcome:
+    delivery_id: str
+    claim_token: str
+    number: int
+    started_at: datetime
+    duration_ms: float
+    ok: bool
+    status_code: int | None
+    error: str | None
+    new_status: str
+    next_attempt_at: datetime | None
+    finished_at: datetime
+    fallback_retry_at: datetime | None = None
+    "When to send again if this outcome cannot be stored; None: it was the last try."
+
+
+def _held_under(statement: Any) -> Any:
+    """``statement`` restricted to deliveries still SENDING under the bound (id, claim
+    token): a delivery claimed again by another worker (a new token) is left alone."""
+    return statement.where(
+        _DELIVERY.c.id == bindparam("b_id"),
+        _DELIVERY.c.claim_token == bindparam("b_token"),
+        _DELIVERY.c.status == DeliveryStatus.SENDING,
+    )
+
+
+# Selected from the delivery row itself, so an attempt is only added under the same
+# condition as the status update (and a delivery deleted meanwhile adds none). FOR UPDATE
+# keeps a re-claim on PostgreSQL from slipping in between the two statements.
+_ADD_ATTEMPT = insert(_ATTEMPT).from_select(
+    ["id", "delivery_id", "number", "started_at", "duration_ms", "ok", "status_code", "error"],
+    _held_under(
+        select(
+            bindparam("a_id", type_=String()),
+            _DELIVERY.c.id,
+            bindparam("b_number", type_=Integer()),
+            bindparam("a_started", type_=UTCDateTime()),
+            bindparam("a_duration", type_=Float()),
+            bindparam("a_ok", type_=Boolean()),
+            bindparam("b_code", type_=Integer()),
+            bindparam("b_error", type_=String()),
+        )
+    ).with_for_update(),
+)
+
+_FINISH = _held_under(update(_DELIVERY)).values(
+    status=bindparam("b_status"),
+    attempt_count=bindparam("b_number"),
+    next_attempt_at=bindparam("b_next"),
+    lease_expires_at=None,
+    last_error=bindparam("b_error"),
+    last_status_code=bindparam("b_code"),
+    delivered_at=bindparam("b_delivered"),
+)
+
+
+async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutcome]) -> None:
+    """Store each attempt and move its delivery on, in the caller's transaction; only
+    for the holder of the delivery's current claim."""
+    if not outcomes:
+        return
+    # Two statements for all the outcomes (executemany): each round trip to SQLite's
+    # thread costs a turn of a busy event loop.
+    rows = [
+        {
+            "a_id": new_id(),
+            "a_started": o.started_at,
+            "a_duration": o.duration_ms,
+            "a_ok": o.ok,
+            "b_id": o.delivery_id,
+            "b_token": o.claim_token,
+            "b_status": o.new_status,
+            "b_number": o.number,
+            "b_next": o.next_attempt_at,
+            "b_error": o.error,
+            "b_code": o.status_code,
+            "b_delivered": o.finished_at if o.ok else None,
+        }
+        for o in outcomes
+    ]
+    await session.execute(_ADD_ATTEMPT, rows)
+    await session.execute(_FINISH, rows)
+
+
+async def retry_unrecorded(session: AsyncSession, outcome: AttemptOutcome, *, reason: str) -> None:
+    """The delivery of an attempt that could not be stored: RETRYING at its fallback time
+    with ``reason`` as its error (FAILED after its last try), under the same claim."""
+    retry_at = outcome.fallback_retry_at
+    await session.execute(
+        _held_under(update(_DELIVERY)).values(
+            status=DeliveryStatus.RETRYING if retry_at else DeliveryStatus.FAILED,
+            attempt_count=outcome.number,
+            next_attempt_at=retry_at,
+            lease_expires_at=None,
+            last_error=reason[:500],
+            last_status_code=outcome.status_code,
+        ),
+        {"b_id": outcome.delivery_id, "b_token": outcome.claim_token},
+    )
+
+
+async def finish_without_attempt(
+    session: AsyncSession, delivery_id: str, claim_token: str, *, status: str, reason: str
+) -> None:
+    """End a claimed delivery without sending it (its channel is gone, off or muted)."""
+    await session.execute(
+        _held_under(update(_DELIVERY)).values(
+            status=status, last_error=reason, lease_expires_at=None, next_attempt_at=None
+        ),
+        {"b_id": delivery_id, "b_token": claim_token},
+    )
+
+
+async def queue_depth(session: AsyncSession) -> int:
+    """Deliveries waiting or being sent (due or not), for the queue depth gauge."""
+    stmt = select(func.count()).where(col(DeliveryRow.status).in_([*_DUE, DeliveryStatus.SENDING]))
+    return int(await session.scalar(stmt.select_from(DeliveryRow)) or 0)

@@ -1,0 +1,247 @@
+"""Ingest: events and their deliveries are written in one transaction, so nothing
+accepted is ever lost; idempotency keys replay an earlier emit, dedup keys record a
+twin without sending it.
+
+A delivery written here starts PENDING (or SUPPRESSED); ``storage/claims.py`` takes it
+from there, and ``storage/wakeup.py`` tells the workers it exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from tocsin.storage.enums import DeliveryStatus
+from tocsin.storage.tables import ChannelRow, DeliveryRow, EventRow, EventTypeRow
+from tocsin.storage.types import new_id
+from tocsin.storage.wakeup import notify_new_deliveries
+
+__all__ = [
+    "IDEMPOTENCY_WINDOW",
+    "NewEvent",
+    "WrittenEvent",
+    "metadata_fingerprint",
+    "write_events",
+]
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+@dataclass(slots=True)
+class NewEvent:
+    type: str
+    title: str
+    detail: str | None
+    metadata: dict[str, Any]
+    priority: str
+    dedup_key: str | None
+    idempotency_key: str | None
+    source: str | None
+    occurred_at: datetime
+
+
+@dataclass(slots=True)
+class WrittenEvent:
+    event: EventRow
+    deduplicated: bool
+    "Recorded, but not sent: a twin within the type's dedup window was sent already."
+    replayed: bool = False
+    "The idempotency key was seen before; this is the first event, nothing new was stored."
+    delivery_ids: list[str] = field(default_factory=list)
+
+
+Matcher = Callable[[ChannelRow, NewEvent, datetime], str | None]
+"Answers a new event's initial delivery status for a channel, or None: not for it."
+
+
+def metadata_fingerprint(metadata: dict[str, Any]) -> str:
+    canonical = json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
+    return "fp:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+async def write_events(
+    session: AsyncSession,
+    events: Sequence[NewEvent],
+    *,
+    now: datetime,
+    matches: Matcher,
+) -> list[WrittenEvent]:
+    """Insert events and one delivery per matching channel; ``matches`` answers the initial
+    delivery status for a channel (PENDING, SUPPRESSED) or None when it does not apply."""
+    earlier = await _events_by_idempotency_key(session, events, now)
+    windows = await _dedup_windows(session, events)
+    dedup = _Dedup(windows, await _last_sent_by_dedup_key(session, events, windows, now))
+    channels = list((await session.scalars(select(ChannelRow))).all())
+
+    results: list[WrittenEvent] = []
+    event_rows: list[dict[str, Any]] = []
+    delivery_rows: list[dict[str, Any]] = []
+    for new in events:
+        key = new.idempotency_key
+        if key is not None and key in earlier:
+            results.append(WrittenEvent(earlier[key], deduplicated=False, replayed=True))
+            continue
+        deduplicated = dedup.sent_recently(new, now)
+        row = _event_row(new, deduplicated=deduplicated, now=now)
+        written = WrittenEvent(row, deduplicated=deduplicated)
+        results.append(written)
+        if key is not None:
+            earlier[key] = row
+        event_rows.append(_event_values(row))
+        if deduplicated:
+            continue
+        dedup.mark_sent(new, now)
+        for values in _deliveries_for(row, new, channels, matches, now):
+            written.delivery_ids.append(values["id"])
+            delivery_rows.append(values)
+    if event_rows:
+        await session.execute(insert(EventRow), event_rows)
+    if delivery_rows:
+        await session.execute(insert(DeliveryRow), delivery_rows)
+        await notify_new_deliveries(session)
+    return results
+
+
+@dataclass(slots=True)
+class _Dedup:
+    """When each (type, dedup key) was last sent, against its type's window."""
+
+    windows: dict[str, timedelta]
+    last_sent: dict[tuple[str, str], datetime]
+
+    def sent_recently(self, new: NewEvent, now: datetime) -> bool:
+        """A twin of ``new`` was sent within its type's dedup window."""
+        if not new.dedup_key:
+            return False
+        window = self.windows.get(new.type)
+        sent = self.last_sent.get((new.type, new.dedup_key))
+        return bool(window and sent is not None and now - sent < window)
+
+    def mark_sent(self, new: NewEvent, now: datetime) -> None:
+        if new.dedup_key:
+            self.last_sent[(new.type, new.dedup_key)] = now
+
+
+def _event_row(new: NewEvent, *, deduplicated: bool, now: datetime) -> EventRow:
+    return EventRow(
+        id=new_id(),
+        type=new.type,
+        title=new.title,
+        detail=new.detail,
+        metadata_=new.metadata,
+        priority=new.priority,
+        dedup_key=new.dedup_key,
+        idempotency_key=new.idempotency_key,
+        source=new.source,
+        deduplicated=deduplicated,
+        occurred_at=new.occurred_at,
+        created_at=now,
+    )
+
+
+def _deliveries_for(
+    row: EventRow,
+    new: NewEvent,
+    channels: Sequence[ChannelRow],
+    matches: Matcher,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The delivery rows of one event: one per channel ``matches`` gives a status."""
+    deliveries: list[dict[str, Any]] = []
+    for channel in channels:
+        status = matches(channel, new, now)
+        if status is None:
+            continue
+        deliveries.append(
+            {
+                "id": new_id(),
+                "event_id": row.id,
+                "channel_id": channel.id,
+                "channel_kind": channel.kind,
+                "status": status,
+                "attempt_count": 0,
+                "next_attempt_at": now if status == DeliveryStatus.PENDING else None,
+                "created_at": now,
+            }
+        )
+    return deliveries
+
+
+def _event_values(row: EventRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "title": row.title,
+        "detail": row.detail,
+        "metadata_": row.metadata_,
+        "priority": row.priority,
+        "dedup_key": row.dedup_key,
+        "idempotency_key": row.idempotency_key,
+        "source": row.source,
+        "deduplicated": row.deduplicated,
+        "occurred_at": row.occurred_at,
+        "created_at": row.created_at,
+    }
+
+
+async def _events_by_idempotency_key(
+    session: AsyncSession, events: Sequence[NewEvent], now: datetime
+) -> dict[str, EventRow]:
+    keys = {e.idempotency_key for e in events if e.idempotency_key}
+    if not keys:
+        return {}
+    cutoff = now - IDEMPOTENCY_WINDOW
+    # A key older than the window is free again: release it so the unique index allows reuse.
+    await session.execute(
+        update(EventRow)
+        .where(col(EventRow.idempotency_key).in_(keys), col(EventRow.created_at) <= cutoff)
+        .values(idempotency_key=None)
+    )
+    rows = await session.scalars(select(EventRow).where(col(EventRow.idempotency_key).in_(keys)))
+    return {row.idempotency_key: row for row in rows if row.idempotency_key}
+
+
+async def _dedup_windows(session: AsyncSession, events: Sequence[NewEvent]) -> dict[str, timedelta]:
+    types = {e.type for e in events if e.dedup_key}
+    if not types:
+        return {}
+    rows = await session.execute(
+        select(col(EventTypeRow.name), col(EventTypeRow.dedup_window_seconds)).where(
+            col(EventTypeRow.name).in_(types)
+        )
+    )
+    return {name: timedelta(seconds=seconds) for name, seconds in rows if seconds}
+
+
+async def _last_sent_by_dedup_key(
+    session: AsyncSession,
+    events: Sequence[NewEvent],
+    windows: dict[str, timedelta],
+    now: datetime,
+) -> dict[tuple[str, str], datetime]:
+    wanted = {(e.type, e.dedup_key) for e in events if e.dedup_key and e.type in windows}
+    if not wanted:
+        return {}
+    conditions = [
+        and_(
+            col(EventRow.type) == event_type,
+            col(EventRow.dedup_key) == key,
+            col(EventRow.created_at) > now - windows[event_type],
+        )
+        for event_type, key in wanted
+    ]
+    stmt = (
+        select(col(EventRow.type), col(EventRow.dedup_key), func.max(col(EventRow.created_at)))
+        .where(col(EventRow.deduplicated).is_(False), or_(*conditions))
+        .group_by(col(EventRow.type), col(EventRow.dedup_key))
+    )
+    rows = await session.execute(stmt)
+    return {(t, k): at for t, k, at in rows if k is not None}
