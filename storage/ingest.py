@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -60,6 +60,12 @@ class WrittenEvent:
 
 Matcher = Callable[[ChannelRow, NewEvent, datetime], str | None]
 "Answers a new event's initial delivery status for a channel, or None: not for it."
+
+
+def dedup_lock_key(event_type: str, dedup_key: str) -> int:
+    """The PostgreSQL advisory lock (a signed 64-bit number) of one (type, dedup key)."""
+    digest = hashlib.sha256(f"tocsin.dedup:{event_type}:{dedup_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def metadata_fingerprint(metadata: dict[str, Any]) -> str:
@@ -221,6 +227,20 @@ async def _dedup_windows(session: AsyncSession, events: Sequence[NewEvent]) -> d
     return {name: timedelta(seconds=seconds) for name, seconds in rows if seconds}
 
 
+async def _lock_dedup_keys(session: AsyncSession, wanted: set[tuple[str, str]]) -> None:
+    """On PostgreSQL, hold each (type, dedup key) until this transaction ends, so that two
+    processes emitting twins at once take turns: the second sees the first one sent. The
+    locks are taken in one order, so two batches sharing keys cannot deadlock. (SQLite has
+    one writer at a time already.)"""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({dedup_lock_key(event_type, key) for event_type, key in wanted})
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+        {"keys": keys},
+    )
+
+
 async def _last_sent_by_dedup_key(
     session: AsyncSession,
     events: Sequence[NewEvent],
@@ -230,6 +250,7 @@ async def _last_sent_by_dedup_key(
     wanted = {(e.type, e.dedup_key) for e in events if e.dedup_key and e.type in windows}
     if not wanted:
         return {}
+    await _lock_dedup_keys(session, wanted)
     conditions = [
         and_(
             col(EventRow.type) == event_type,
