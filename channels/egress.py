@@ -279,6 +279,19 @@ def host_refusal(host: str, allowed: Sequence[IPNetwork]) -> str | None:
     return _spelled(host, address, why) if why else None
 
 
+def check_host(host: str, allowed: Sequence[IPNetwork]) -> None:
+    """Raise DestinationNotAllowed, naming the rule, when ``host`` as written may not be
+    used; a DNS name passes here and is checked again after resolution."""
+    try:
+        refused = host_refusal(host, allowed)
+    except NotAnAddress:
+        raise DestinationNotAllowed(
+            f"destination not allowed: {host} is not a valid IP address"
+        ) from None
+    if refused is not None:
+        raise DestinationNotAllowed(f"destination not allowed: {refused}")
+
+
 def allowed_resolved(
     host: str, addresses: Sequence[IPAddress], allowed: Sequence[IPNetwork]
 ) -> list[IPAddress]:

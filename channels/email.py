@@ -332,15 +332,8 @@ async def resolve_smtp_host(
     host: str, port: int, allowed: Sequence[IPNetwork]
 ) -> list[tuple[socket.AddressFamily, Any]]:
     """The checked (family, sockaddr) pairs to try; raises DestinationNotAllowed when none is."""
-    try:
-        literal = egress.parse_host(host)
-        refused = egress.host_refusal(host, allowed)
-    except egress.NotAnAddress:
-        raise egress.DestinationNotAllowed(
-            f"destination not allowed: {host} is not a valid IP address"
-        ) from None
-    if refused is not None:
-        raise egress.DestinationNotAllowed(f"destination not allowed: {refused}")
+    egress.check_host(host, allowed)
+    literal = egress.parse_host(host)
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(str(literal) if literal else host, port, type=socket.SOCK_STREAM)
     resolved = [(family, addr, ipaddress.ip_address(addr[0])) for family, *_, addr in infos]

@@ -89,14 +89,7 @@ def check_url(url: httpx.URL, allowed: Sequence[IPNetwork]) -> None:
     if url.scheme not in {"http", "https"}:
         raise egress.DestinationNotAllowed("destination not allowed: only http(s) URLs")
     host = url.host
-    try:
-        refused = egress.host_refusal(host, allowed)
-    except egress.NotAnAddress:
-        raise egress.DestinationNotAllowed(
-            f"destination not allowed: {host} is not a valid IP address"
-        ) from None
-    if refused is not None:
-        raise egress.DestinationNotAllowed(f"destination not allowed: {refused}")
+    egress.check_host(host, allowed)
     if url.scheme == "http" and not egress.url_allowed_scheme(str(url), allowed):
         raise egress.DestinationNotAllowed(
             "destination not allowed: plain http:// only goes to addresses in "
@@ -111,14 +104,7 @@ def check_destination(url: str, allowed: Sequence[IPNetwork]) -> None:
         host = urlsplit(url).hostname or ""
     except ValueError:
         host = ""  # httpx.URL below says what is wrong with it
-    try:
-        refused = egress.host_refusal(host, allowed)
-    except egress.NotAnAddress:
-        raise egress.DestinationNotAllowed(
-            f"destination not allowed: {host} is not a valid IP address"
-        ) from None
-    if refused is not None:
-        raise egress.DestinationNotAllowed(f"destination not allowed: {refused}")
+    egress.check_host(host, allowed)
     check_url(httpx.URL(url), allowed)
 
 
