@@ -12,9 +12,9 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import SplitResult, quote, urlsplit
 
 from tocsin.channels.base import Message
+from tocsin.storage.redaction import give_aways, leaf_strings
 
 ELLIPSIS = "…"
 ERROR_LIMIT = 300
@@ -119,54 +119,12 @@ def items_that_fit(
 
 
 def secret_fragments(secrets: Mapping[str, Any]) -> list[str]:
-    """Every string that would give a secret away: the values, and the secret parts of URLs."""
-    fragments: set[str] = set()
-    for value in _leaf_strings(secrets.values()):
-        fragments.add(value)
-        parts = _url_parts(value)
-        if parts is not None:
-            for piece in (parts.path, parts.query, parts.password or "", parts.username or ""):
-                if len(piece) >= 4:
-                    fragments.add(piece)
-            for segment in parts.path.split("/"):
-                if len(segment) >= 8 and not segment.isalpha():
-                    fragments.add(segment)
-        if ":" in value and "://" not in value:  # a Telegram bot token: "<id>:<secret>"
-            fragments.add(value.split(":", 1)[1])
-        if value.startswith("whsec_"):
-            fragments.add(value.removeprefix("whsec_"))
-    variants = {variant for f in fragments for variant in _encodings(f)}
-    return sorted((f for f in variants if len(f) >= 4), key=len, reverse=True)
-
-
-def _url_parts(value: str) -> SplitResult | None:
-    if "://" not in value:
-        return None
-    try:
-        return urlsplit(value)
-    except ValueError:
-        return None
-
-
-def _leaf_strings(values: Iterable[Any]) -> Iterable[str]:
-    for value in values:
-        if isinstance(value, str):
-            if value:
-                yield value
-        elif isinstance(value, Mapping):
-            yield from _leaf_strings(value.values())
-        elif isinstance(value, list | tuple):
-            yield from _leaf_strings(value)
-
-
-def _encodings(fragment: str) -> set[str]:
-    return {
-        fragment,
-        quote(fragment, safe=""),
-        quote(fragment, safe="/:"),
-        json.dumps(fragment)[1:-1],
-        fragment.replace("/", "\\/"),
+    """Every string that would give a secret away, longest first: the values, the secret
+    parts of URLs, in their usual encodings (the same pieces the log redaction uses)."""
+    fragments = {
+        f for value in leaf_strings(secrets.values()) for f in give_aways(value, shortest=4)
     }
+    return sorted(fragments, key=len, reverse=True)
 
 
 def scrub(text: str, fragments: Iterable[str]) -> str:

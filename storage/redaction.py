@@ -65,7 +65,7 @@ class SecretRegistry:
 
     def add_secrets(self, secrets: Mapping[str, Any]) -> None:
         """Remember every string inside ``secrets`` (nested mappings and lists included)."""
-        new = [v for v in _leaf_strings(secrets.values()) if v not in self._values]
+        new = [v for v in leaf_strings(secrets.values()) if v not in self._values]
         if new:
             self.add(*new)
 
@@ -117,8 +117,9 @@ class SecretRegistry:
 secret_registry = SecretRegistry()
 
 
-def give_aways(value: str) -> set[str]:
-    """Every string that would give ``value`` away, in the encodings it may be logged in."""
+def give_aways(value: str, *, shortest: int = MIN_FRAGMENT) -> set[str]:
+    """Every string that would give ``value`` away, in the encodings it may be logged in;
+    none shorter than ``shortest`` (shorter ones are too common to redact everywhere)."""
     pieces = {value}
     if "://" in value:
         try:
@@ -139,7 +140,7 @@ def give_aways(value: str) -> set[str]:
         pieces.update(w for w in words if len(w) >= MIN_SEGMENT and not w.isalpha())
     found = {variant for piece in pieces for variant in _encodings(piece)}
     found.add(base64.b64encode(value.encode()).decode())  # SMTP AUTH LOGIN sends this
-    return {f for f in found if len(f) >= MIN_FRAGMENT}
+    return {f for f in found if len(f) >= shortest}
 
 
 def _index_by_prefix(detect: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -168,15 +169,16 @@ def _encodings(piece: str) -> set[str]:
     }
 
 
-def _leaf_strings(values: Iterable[Any]) -> Iterator[str]:
+def leaf_strings(values: Iterable[Any]) -> Iterator[str]:
+    """Every non-empty string inside ``values``, however nested in mappings and lists."""
     for value in values:
         if isinstance(value, str):
             if value:
                 yield value
         elif isinstance(value, Mapping):
-            yield from _leaf_strings(value.values())
+            yield from leaf_strings(value.values())
         elif isinstance(value, list | tuple):
-            yield from _leaf_strings(value)
+            yield from leaf_strings(value)
 
 
 # -- the log record factory -------------------------------------------------------------
