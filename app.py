@@ -20,13 +20,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.ides import get_graphql_ide_html
 
 from tocsin import metrics
+from tocsin.channels.registry import ChannelKind
 from tocsin.errors import BodyTooLarge
 from tocsin.resolvers.context import Context, Principal
 from tocsin.resolvers.sendtest import send_test
 from tocsin.schema import schema, without_input_echo
 from tocsin.services import Services, open_services
 from tocsin.settings import Settings, load_settings
-from tocsin.storage.enums import ChannelKind, Role
+from tocsin.storage.enums import Role
 from tocsin.storage.outbox_lock import OutboxLock
 
 log = logging.getLogger("tocsin.http")

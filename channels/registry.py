@@ -6,6 +6,7 @@ schema's types) looks the kind up here; adding a kind is one line below.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from tocsin.channels.base import Kind
@@ -30,6 +31,19 @@ KINDS: dict[str, Kind] = {
         TeamsSender(),
     )
 }
+
+
+class ChannelKind(StrEnum):
+    """The kinds as the API names them (a test holds it equal to ``KINDS``)."""
+
+    SLACK = "SLACK"
+    WEBHOOK = "WEBHOOK"
+    EMAIL = "EMAIL"
+    DISCORD = "DISCORD"
+    TELEGRAM = "TELEGRAM"
+    TEAMS = "TEAMS"
+
+
 SENDERS = KINDS
 "The kinds as senders: the same table."
 

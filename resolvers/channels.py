@@ -12,13 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from tocsin.channels.base import CheckContext, Field, Kind
-from tocsin.channels.registry import kind_for
+from tocsin.channels.registry import ChannelKind, kind_for
 from tocsin.resolvers import validation as check
 from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.context import Context
 from tocsin.resolvers.problems import Problem, ProblemError, Problems, not_found
 from tocsin.storage.channel_secrets import decrypt_secrets
-from tocsin.storage.enums import ChannelKind, DeliveryMode, Priority
+from tocsin.storage.enums import DeliveryMode, Priority
 from tocsin.storage.tables import ChannelRow, EventTypeRow
 from tocsin.storage.types import utcnow
 

@@ -12,10 +12,11 @@ from sqlalchemy import func, select
 from sqlmodel import col
 from strawberry.dataloader import DataLoader
 
+from tocsin.channels.registry import ChannelKind
 from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.context import Context
 from tocsin.resolvers.pagination import Page, paginate
-from tocsin.storage.enums import ChannelKind, DeliveryStatus
+from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.tables import ChannelRow, DeliveryAttemptRow, DeliveryRow, EventRow
 from tocsin.storage.types import utcnow
 from tocsin.storage.wakeup import notify_new_deliveries

@@ -11,12 +11,11 @@ from sqlalchemy import select, update
 from sqlmodel import col
 
 from tocsin.channels.base import Destination, Message, SendContext, SendResult
-from tocsin.channels.registry import is_configured, kind_for
+from tocsin.channels.registry import ChannelKind, is_configured, kind_for
 from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.context import Context
 from tocsin.resolvers.problems import Problem, not_found
 from tocsin.storage.channel_secrets import decrypt_secrets
-from tocsin.storage.enums import ChannelKind
 from tocsin.storage.tables import ChannelRow
 from tocsin.storage.types import new_id, utcnow
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
+from tocsin.channels.registry import ChannelKind
 from tocsin.storage.enums import (
-    ChannelKind,
     DeliveryMode,
     DeliveryStatus,
     Priority,

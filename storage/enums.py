@@ -5,15 +5,6 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class ChannelKind(StrEnum):
-    SLACK = "SLACK"
-    WEBHOOK = "WEBHOOK"
-    EMAIL = "EMAIL"
-    DISCORD = "DISCORD"
-    TELEGRAM = "TELEGRAM"
-    TEAMS = "TEAMS"
-
-
 class Priority(StrEnum):
     CRITICAL = "CRITICAL"
     HIGH = "HIGH"

@@ -9,11 +9,12 @@ import json
 import pytest
 from graphql import GraphQLEnumType, build_schema
 
+from tocsin.channels.registry import ChannelKind
 from tocsin.schema import schema
 from tocsin.storage import enums
 
 DOMAIN_ENUMS = [
-    enums.ChannelKind,
+    ChannelKind,
     enums.Priority,
     enums.DeliveryMode,
     enums.DeliveryStatus,
