@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     digest_intervals: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_DIGEST_INTERVALS)
     )
+    slack_api_base: str = "https://slack.com/api"
     telegram_api_base: str = "https://api.telegram.org"
     message_prefix: str = Field(default="[Tocsin]", max_length=64)
     emit_rate_limit: float = Field(default=0.0, ge=0, le=1_000_000)
@@ -115,6 +116,11 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")) or not host:
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("slack_api_base")
+    @classmethod
+    def _check_slack_api_base(cls, value: str) -> str:
+        return cls._check_api_base(value)
 
     @field_validator("message_prefix")
     @classmethod

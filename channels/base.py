@@ -88,6 +88,8 @@ class SendContext:
     allowed_networks: Sequence[IPNetwork] = ()
     ssl_context: ssl.SSLContext | None = None
     "Trust store for TLS (HTTPS and SMTP); None means the system's default."
+    slack_api_base: str = "https://slack.com/api"
+    "Where ``chat.postMessage`` is (TOCSIN_SLACK_API_BASE)."
 
 
 class ProblemSink(Protocol):
@@ -150,6 +152,8 @@ class Kind(abc.ABC):
     fields: ClassVar[tuple[Field, ...]] = ()
     required: ClassVar[tuple[str, ...]] = ()
     "Storage keys that must all be set for the channel to be ``configured``."
+    alternatives: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    "Other sets of storage keys, each of which, all set, configures the channel as well."
 
     def config_defaults(self) -> dict[str, Any]:
         """The plain config of a new channel."""
@@ -162,11 +166,12 @@ class Kind(abc.ABC):
         return defaults
 
     def is_configured(self, config: Mapping[str, Any], secrets_set: Collection[str]) -> bool:
-        """Every field in ``required`` is stored (a secret is set, a config value not empty)."""
+        """Every field in ``required``, or in one of the ``alternatives``, is stored (a secret
+        is set, a config value not empty)."""
         secret_keys = {item.stored_as for item in self.fields if item.private}
-        return all(
-            key in secrets_set if key in secret_keys else bool(config.get(key))
-            for key in self.required
+        return any(
+            all(key in secrets_set if key in secret_keys else bool(config.get(key)) for key in keys)
+            for keys in (self.required, *self.alternatives)
         )
 
     def hint(self, item: Field, value: Any) -> str | None:

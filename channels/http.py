@@ -23,7 +23,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -174,8 +174,11 @@ async def post(
     *,
     content: bytes,
     headers: Mapping[str, str] | httpx.Headers,
+    judge: Callable[..., SendResult] | None = None,
 ) -> SendResult:
-    """POST once within ``context.timeout`` and judge the answer; never raises on remote failure."""
+    """POST once within ``context.timeout`` and judge the answer (``judge_response``, or a
+    kind's own with its signature: Slack's API answers 200 for a failure); never raises on
+    remote failure."""
     fragments = secret_fragments(destination.secrets)
     started = time.perf_counter()
     try:
@@ -192,7 +195,7 @@ async def post(
             error=short_error(error, fragments),
             retryable=retryable,
         )
-    return judge_response(
+    return (judge or judge_response)(
         reply.status_code,
         reply.headers,
         body,

@@ -48,6 +48,14 @@ def kind_input(kind: str) -> Callable[[T], T]:
 @strawberry.input
 class SlackChannelInput(ChannelInputBase):
     webhook_url: Maybe[str | None]
+    bot_token: Maybe[str | None] = strawberry.field(
+        description="A bot token (xoxb-…), write-only. With a channel, messages go through "
+        "chat.postMessage, and the webhook URL, if also set, is not used."
+    )
+    channel: Maybe[str | None] = strawberry.field(
+        description="A channel ID such as C0123ABCD (G…, D…) or a name such as #data-alerts: "
+        "where the bot token posts, or what overrides the webhook's default channel."
+    )
 
 
 @kind_input("WEBHOOK")

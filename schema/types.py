@@ -131,10 +131,18 @@ def kind_type(kind: str, view: KindView | None = None) -> Callable[[T], T]:
 
 
 @kind_type("SLACK")
-@strawberry.type
+@strawberry.type(
+    description="Configured with a webhook URL, or with a bot token and a channel; with both, "
+    "the bot token and channel win (chat.postMessage) and the webhook URL is not used."
+)
 class SlackChannel(Channel):
     webhook_url_set: bool
     webhook_url_hint: str | None
+    bot_token_set: bool
+    channel: str | None = strawberry.field(
+        description="Where a bot token posts (a channel ID such as C0123ABCD, or #name); with "
+        "only a webhook URL, the channel that overrides the webhook's default."
+    )
 
 
 @kind_type("WEBHOOK")

@@ -46,7 +46,7 @@ SAFE_SECRET_NAMES = {
 # none of them is a secret. A new one fails the test until it is reviewed and added here.
 CHANNEL_TEXT_FIELDS = {"id", "name", "eventTypes", "metadataMatch"}
 KIND_TEXT_FIELDS = {
-    "SlackChannel": {"webhookUrlHint"},
+    "SlackChannel": {"webhookUrlHint", "channel"},
     "DiscordChannel": {"webhookUrlHint"},
     "WebhookChannel": {"urlHint", "headerNames"},
     "EmailChannel": {"to", "smtpHost", "username", "fromAddress", "fromName"},
@@ -133,6 +133,7 @@ def test_channel_text_fields_are_the_reviewed_ones() -> None:
 MARK = "CANARY7f3a"
 SIGNING = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 holds no marker
 BOT = f"123456789:AA{MARK}" + "X" * 25
+SLACK_BOT = f"xoxb-1234567890-1234567890-{MARK}abcdef"
 PEER_LOGGERS = ("uvicorn", "mail.log")  # the test's own receivers, not Tocsin
 
 FIELDS = """
@@ -140,7 +141,7 @@ FIELDS = """
   maxRetries createdAt updatedAt
   lastTest { ok statusCode error latencyMs testedAt channel { id name } }
   lastDelivery { id lastError }
-  ... on SlackChannel { webhookUrlSet webhookUrlHint }
+  ... on SlackChannel { webhookUrlSet webhookUrlHint botTokenSet channel }
   ... on DiscordChannel { webhookUrlSet webhookUrlHint }
   ... on WebhookChannel { urlSet urlHint signingSecretSet headerNames }
   ... on EmailChannel {
@@ -214,8 +215,12 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
             receiver.respond(
                 path, 500, body=echo_body(path), headers={"Content-Type": "application/json"}
             )
+        receiver.respond("/chat.postMessage", 200, body=echo_body(f"invalid_auth {SLACK_BOT}"))
         app_settings = make_settings(
-            settings.data_dir, settings.sqlalchemy_url, telegram_api_base=receiver.base_url
+            settings.data_dir,
+            settings.sqlalchemy_url,
+            telegram_api_base=receiver.base_url,
+            slack_api_base=receiver.base_url,
         )
         inputs: dict[str, dict[str, Any]] = {
             "Slack": {"webhookUrl": receiver.url(paths["Slack"])},
@@ -236,6 +241,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
             },
             "Telegram": {"botToken": BOT, "chatId": "-1001234567890"},
             "Teams": {"webhookUrl": receiver.url(paths["Teams"])},
+            "Slack bot": {"botToken": SLACK_BOT, "channel": "C0123ABCD"},
         }
         responses: list[str] = []
         async for api in start_api(app_settings, run_worker=False):
@@ -255,14 +261,15 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
             # given a channel of each kind holding a marked secret
             ids: dict[str, str] = {}
             for kind, data in inputs.items():
-                saved = (await post(save_mutation(kind), {"input": data}))["data"]["save"]
+                mutation = save_mutation(kind.split()[0])  # "Slack bot" saves a Slack channel
+                saved = (await post(mutation, {"input": data}))["data"]["save"]
                 assert saved["errors"] == [], saved
                 assert saved["channel"]["configured"] is True
                 ids[kind] = saved["channel"]["id"]
             async with api.services.db.read() as session:
                 rows = (await session.scalars(select(ChannelRow))).all()
                 stored = {row.id: decrypt_secrets(api.services.box, row) for row in rows}
-            assert sum(MARK in json.dumps(s) for s in stored.values()) == 6
+            assert sum(MARK in json.dumps(s) for s in stored.values()) == 7
 
             # when updates that fail carry the marker
             failing: list[tuple[str, dict[str, Any]]] = [
@@ -278,6 +285,8 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                 ("Telegram", {"id": ids["Telegram"], "botToken": f"{MARK}:{MARK}"}),
                 ("Email", {"id": ids["Email"], "password": MARK * 200}),
                 ("Teams", {"id": ids["Teams"], "webhookUrl": f"http://teams.example.com/{MARK}"}),
+                ("Slack", {"id": ids["Slack bot"], "botToken": f"xoxp-1-2-{MARK}"}),
+                ("Slack", {"id": ids["Slack bot"], "botToken": f"{SLACK_BOT}\r\nX: 1"}),
             ]
             for kind, data in failing:
                 body = await post(save_mutation(kind), {"input": data})
@@ -327,7 +336,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                     "errors { code } } }"
                 )
             )["data"]["sendTest"]
-            assert len(tested["results"]) == 6
+            assert len(tested["results"]) == 7
             assert not any(r["ok"] for r in tested["results"])
             rest = await api.client.post(
                 "/api/notifications/test", headers={"Authorization": f"Bearer {api.admin_token}"}
@@ -338,6 +347,8 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
             assert receiver.requests_to(paths["Slack"])
             assert receiver.requests_to(paths["Telegram"])
             assert receiver.requests_to(paths["Teams"])
+            [bot, *_] = receiver.requests_to("/chat.postMessage")
+            assert bot.headers["authorization"] == f"Bearer {SLACK_BOT}"
             [hook, *_] = receiver.requests_to(paths["Webhook"])
             assert hook.headers["x-api-key"] == f"key-{MARK}-header"
             assert smtp.failed_logins >= 1  # the marked password was tried
@@ -350,7 +361,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                 )
             everything = await post(EVERYTHING)
             assert "errors" not in everything, everything
-            assert len(everything["data"]["channels"]) == 6
+            assert len(everything["data"]["channels"]) == 7
             assert everything["data"]["auditLog"]["totalCount"] >= 7
             for channel_id in ids.values():
                 one = await post(
