@@ -120,6 +120,7 @@ async def _open_services(settings: Settings, *, http: bool) -> AsyncIterator[Ser
                 timeout=settings.delivery_timeout,
                 message_prefix=settings.message_prefix,
                 telegram_api_base=settings.telegram_api_base,
+                sendgrid_api_base=settings.sendgrid_api_base,
                 allowed_networks=settings.allowed_private_networks,
             )
         try:

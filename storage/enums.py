@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class ChannelKind(Enum):
@@ -61,3 +61,10 @@ class Role(Enum):
     EDITOR = "EDITOR"
     ADMIN = "ADMIN"
     EMITTER = "EMITTER"
+
+
+class EmailProvider(StrEnum):
+    """How an e-mail channel sends: through its SMTP server, or SendGrid's Mail Send API."""
+
+    SMTP = "SMTP"
+    SENDGRID = "SENDGRID"

@@ -70,7 +70,12 @@ async def live(
     tmp_path: Path, database_url: str, receiver: HttpReceiver, ca: LocalCA
 ) -> AsyncIterator[Api]:
     """The app with its delivery worker, Telegram pointed at the receiver, the test CA trusted."""
-    settings = make_settings(tmp_path / "data", database_url, telegram_api_base=receiver.base_url)
+    settings = make_settings(
+        tmp_path / "data",
+        database_url,
+        telegram_api_base=receiver.base_url,
+        sendgrid_api_base=receiver.base_url,
+    )
     async for value in start_api(settings, run_worker=True):
         services = value.services
         services.send_context = dataclasses.replace(
