@@ -25,6 +25,8 @@ from tests.support import PG_URL, Api, eventually, make_settings, start_api
 CANARY = "CANARY7f3a"
 BOT = f"123456789:AA{CANARY}XXXXXXXXXXXXXXXXXXXXXXXXX"
 SIGNING = "whsec_" + (CANARY + "0123456789abcdefghijklmnopqrstuv")[:32]
+SENDGRID_KEY = f"SG.{CANARY}-0123456789.{CANARY}-0123456789abcdefghijklmnopqrstuvwxyz"
+MAIL_SEND = "/v3/mail/send"
 NOWHERE = "tocsin-canary.invalid"
 TABLES = ("delivery", "delivery_attempt", "audit_entry", "event", "channel")
 
@@ -46,6 +48,7 @@ async def test_secrets_never_leak_while_delivering_and_failing(
     receiver.respond(discord_path, 404, body=f'{{"message": "Unknown Webhook {CANARY}"}}')
     receiver.respond(hook_path, 401, body=f"bad token Bearer {CANARY}")
     receiver.respond(f"/bot{BOT}/sendMessage", 401, body=f'{{"description": "bot{BOT}"}}')
+    receiver.respond(MAIL_SEND, 401, body=f'{{"errors": [{{"message": "bad {SENDGRID_KEY}"}}]}}')
     common = {"maxRetries": 0}
     await save(live, "Slack", {"webhookUrl": receiver.url(slack_path), **common})
     await save(live, "Discord", {"webhookUrl": receiver.url(discord_path), **common})
@@ -73,13 +76,14 @@ async def test_secrets_never_leak_while_delivering_and_failing(
             **common,
         },
     )
+    await save(live, "Email", sendgrid(**common))
 
     # when an event is delivered (and fails everywhere) and a test is sent
     await emit(live)
 
     async def all_failed() -> bool:
         nodes = await deliveries(live)
-        return len(nodes) == 6 and all(n["status"] == "FAILED" for n in nodes)
+        return len(nodes) == 7 and all(n["status"] == "FAILED" for n in nodes)
 
     await eventually(all_failed, timeout=15)
     responses = [
@@ -99,7 +103,7 @@ async def test_secrets_never_leak_while_delivering_and_failing(
     errors = [
         a["error"] for d in responses[1]["data"]["deliveries"]["nodes"] for a in d["attempts"]
     ]
-    assert len(errors) == 6 and all(errors)  # the failures were recorded, scrubbed
+    assert len(errors) == 7 and all(errors)  # the failures were recorded, scrubbed
     for request in receiver.requests:
         assert CANARY.encode() not in request.body
     assert CANARY not in caplog.text
@@ -135,6 +139,18 @@ def email(host: str, port: int, **changes: Any) -> dict[str, Any]:
         "username": "tocsin",
         "password": f"{CANARY}-smtp-pass",
         "fromAddress": "tocsin@example.com",
+        "maxRetries": 0,
+        **changes,
+    }
+
+
+def sendgrid(**changes: Any) -> dict[str, Any]:
+    return {
+        "name": "sendgrid",
+        "provider": "SENDGRID",
+        "to": ["ops@example.com"],
+        "fromAddress": "tocsin@example.com",
+        "sendgridApiKey": SENDGRID_KEY,
         "maxRetries": 0,
         **changes,
     }
@@ -210,7 +226,11 @@ async def test_dns_failure(
 ) -> None:
     # given every kind pointed at a name that does not resolve
     async for api in open_app(
-        tmp_path, database_url, ca, telegram_api_base=f"https://api.{NOWHERE}"
+        tmp_path,
+        database_url,
+        ca,
+        telegram_api_base=f"https://api.{NOWHERE}",
+        sendgrid_api_base=f"https://sendgrid.{NOWHERE}",
     ):
         await save(api, "Webhook", webhook(f"https://{NOWHERE}/hook/{CANARY}/in"))
         await save(
@@ -221,8 +241,9 @@ async def test_dns_failure(
         )
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
         await save(api, "Email", email(f"smtp.{NOWHERE}", 587))
+        await save(api, "Email", sendgrid())
         # when it fails, then the errors say so without the canary
-        errors = await assert_no_canary(api, await fail_everything(api, 5), caplog)
+        errors = await assert_no_canary(api, await fail_everything(api, 6), caplog)
         assert all("resolve" in e for e in errors), errors
 
 
@@ -235,7 +256,13 @@ async def test_tls_failure(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # given receivers whose certificates come from a CA the client does not trust
-    async for api in open_app(tmp_path, database_url, ca, telegram_api_base=untrusted.base_url):
+    async for api in open_app(
+        tmp_path,
+        database_url,
+        ca,
+        telegram_api_base=untrusted.base_url,
+        sendgrid_api_base=untrusted.base_url,
+    ):
         await save(api, "Webhook", webhook(untrusted.url(f"/hook/{CANARY}/in")))
         await save(
             api, "Discord", {"webhookUrl": untrusted.url(f"/api/{CANARY}/x"), "maxRetries": 0}
@@ -245,7 +272,8 @@ async def test_tls_failure(
         )
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
         await save(api, "Email", email("localhost", untrusted_smtp.port, security="TLS"))
-        errors = await assert_no_canary(api, await fail_everything(api, 5), caplog)
+        await save(api, "Email", sendgrid())
+        errors = await assert_no_canary(api, await fail_everything(api, 6), caplog)
         assert all("TLS" in e or "certificate" in e for e in errors), errors
     assert untrusted.requests == []
 
@@ -274,13 +302,20 @@ async def test_http_500_echoing_the_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # given receivers that answer 500 with the request's URL and headers in the body
-    async for api in open_app(tmp_path, database_url, ca, telegram_api_base=receiver.base_url):
+    async for api in open_app(
+        tmp_path,
+        database_url,
+        ca,
+        telegram_api_base=receiver.base_url,
+        sendgrid_api_base=receiver.base_url,
+    ):
         paths = {
             "hook": f"/hook/{CANARY}/in",
             "slack": f"/services/T0/{CANARY}/x",
             "discord": f"/api/webhooks/1/{CANARY}",
             "telegram": f"/bot{BOT}/sendMessage",
             "teams": f"/workflows/1/triggers/manual/paths/invoke/{CANARY}",
+            "sendgrid": MAIL_SEND,
         }
         for path in paths.values():
             url = receiver.url(path)
@@ -293,15 +328,21 @@ async def test_http_500_echoing_the_request(
         receiver.respond(
             paths["telegram"], 500, body=f'{{"description": "no route /bot{BOT}/sendMessage"}}'
         )
+        receiver.respond(
+            MAIL_SEND,
+            500,
+            body=f'{{"errors": [{{"message": "while handling Bearer {SENDGRID_KEY}"}}]}}',
+        )
         await save(api, "Webhook", webhook(receiver.url(paths["hook"])))
         await save(api, "Slack", {"webhookUrl": receiver.url(paths["slack"]), "maxRetries": 0})
         await save(api, "Discord", {"webhookUrl": receiver.url(paths["discord"]), "maxRetries": 0})
         await save(api, "Teams", {"webhookUrl": receiver.url(paths["teams"]), "maxRetries": 0})
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
-        errors = await assert_no_canary(api, await fail_everything(api, 5), caplog)
+        await save(api, "Email", sendgrid())
+        errors = await assert_no_canary(api, await fail_everything(api, 6), caplog)
         assert all(e.startswith("HTTP 500") for e in errors), errors
         assert any("[redacted]" in e for e in errors), errors  # the echo was kept, scrubbed
-    assert len(receiver.requests) == 10
+    assert len(receiver.requests) == 12
 
 
 async def test_timeout(
@@ -317,6 +358,7 @@ async def test_timeout(
         database_url,
         ca,
         telegram_api_base=receiver.base_url,
+        sendgrid_api_base=receiver.base_url,
         delivery_timeout=1.0,
     ):
         teams = f"/workflows/{CANARY}/invoke"
@@ -325,6 +367,7 @@ async def test_timeout(
             f"/services/{CANARY}/x",
             f"/bot{BOT}/sendMessage",
             teams,
+            MAIL_SEND,
         ):
             receiver.respond(path, hang=10)
         await save(api, "Webhook", webhook(receiver.url(f"/hook/{CANARY}/in")))
@@ -334,7 +377,8 @@ async def test_timeout(
         await save(api, "Teams", {"webhookUrl": receiver.url(teams), "maxRetries": 0})
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
         await save(api, "Email", email("127.0.0.1", receiver.port, security="NONE"))
-        errors = await assert_no_canary(api, await fail_everything(api, 5), caplog)
+        await save(api, "Email", sendgrid())
+        errors = await assert_no_canary(api, await fail_everything(api, 6), caplog)
         assert all("timed out" in e for e in errors), errors
 
 
