@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import strawberry
 from strawberry.types import Info
 
+from tocsin.channels.email import email_provider
 from tocsin.channels.registry import is_configured, kind_for
 from tocsin.resolvers import deliveries as delivery_service
 from tocsin.resolvers.pagination import Page
@@ -150,7 +151,7 @@ class WebhookChannel(Channel):
 
 
 def _email_view(values: dict[str, Any]) -> dict[str, Any]:
-    provider = EmailProvider(values["provider"] or EmailProvider.SMTP)
+    provider = email_provider(values)
     username = values["username"] if provider is EmailProvider.SMTP else None
     return {
         **values,
