@@ -121,6 +121,7 @@ async def _open_services(settings: Settings, *, http: bool) -> AsyncIterator[Ser
                 message_prefix=settings.message_prefix,
                 slack_api_base=settings.slack_api_base,
                 telegram_api_base=settings.telegram_api_base,
+                sendgrid_api_base=settings.sendgrid_api_base,
                 allowed_networks=settings.allowed_private_networks,
             )
         try:

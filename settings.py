@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     )
     slack_api_base: str = "https://slack.com/api"
     telegram_api_base: str = "https://api.telegram.org"
+    sendgrid_api_base: str = "https://api.sendgrid.com"
     message_prefix: str = Field(default="[Tocsin]", max_length=64)
     emit_rate_limit: float = Field(default=0.0, ge=0, le=1_000_000)
     "Events per second one token may emit; 0 is unlimited."
@@ -106,7 +107,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name}: seconds must be from 1 to {MAX_DIGEST_INTERVAL}")
         return intervals
 
-    @field_validator("telegram_api_base")
+    @field_validator("telegram_api_base", "sendgrid_api_base")
     @classmethod
     def _check_api_base(cls, value: str) -> str:
         try:

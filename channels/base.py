@@ -85,6 +85,8 @@ class SendContext:
     timeout: float
     message_prefix: str
     telegram_api_base: str
+    sendgrid_api_base: str = "https://api.sendgrid.com"
+    "TOCSIN_SENDGRID_API_BASE: where the e-mail kind's SendGrid provider posts."
     allowed_networks: Sequence[IPNetwork] = ()
     ssl_context: ssl.SSLContext | None = None
     "Trust store for TLS (HTTPS and SMTP); None means the system's default."

@@ -1,5 +1,8 @@
 """Email over SMTP (aiosmtplib): a text and an HTML part, to every address of the channel.
 
+Or, with ``provider`` SENDGRID, the same subject and parts through SendGrid's Mail Send API
+(``channels/sendgrid.py``); the SMTP fields are kept, unused, for a switch back.
+
 The SMTP host is a destination like any URL: it is resolved here, every address
 is checked by the egress guard, and the connection goes to a checked address
 while TLS still verifies the certificate against the host name. ``STARTTLS``
@@ -27,7 +30,7 @@ from typing import Any
 
 import aiosmtplib
 
-from tocsin.channels import egress, fields
+from tocsin.channels import egress, fields, sendgrid
 from tocsin.channels.base import (
     Destination,
     Field,
@@ -48,6 +51,7 @@ from tocsin.channels.rendering import (
     truncate,
 )
 from tocsin.settings import IPNetwork
+from tocsin.storage.enums import EmailProvider
 
 SECURITY_MODES = ("STARTTLS", "TLS", "NONE")
 DEFAULT_PORTS = {"STARTTLS": 587, "TLS": 465, "NONE": 25}
@@ -110,7 +114,7 @@ class SmtpSettings:
 def build_email(settings: SmtpSettings, message: Message, prefix: str) -> EmailMessage:
     """The message with headers that no title, name or metadata can add to."""
     mail = EmailMessage()
-    mail["Subject"] = truncate(single_line(headline(prefix, message.title)), SUBJECT_LIMIT)
+    mail["Subject"] = email_subject(message, prefix)
     mail["From"] = Address(
         display_name=single_line(settings.sender_name or ""), addr_spec=settings.sender
     )
@@ -122,6 +126,43 @@ def build_email(settings: SmtpSettings, message: Message, prefix: str) -> EmailM
     mail.set_content(email_text(message), cte="quoted-printable")
     mail.add_alternative(email_html(message), subtype="html", cte="quoted-printable")
     return mail
+
+
+def email_subject(message: Message, prefix: str) -> str:
+    return truncate(single_line(headline(prefix, message.title)), SUBJECT_LIMIT)
+
+
+def email_provider(config: Mapping[str, Any]) -> EmailProvider:
+    """The channel's provider; a channel saved before providers existed sends over SMTP."""
+    try:
+        return EmailProvider(config.get("provider") or EmailProvider.SMTP)
+    except ValueError:
+        return EmailProvider.SMTP
+
+
+def sendgrid_mail(destination: Destination, message: Message, prefix: str) -> sendgrid.Mail:
+    """The mail as SendGrid takes it; ValueError (a message for the user) when the channel
+    can't send one."""
+    config = destination.config
+    to = config.get("to") or ()
+    to = [to] if isinstance(to, str) else to
+    recipients = tuple(str(a).strip() for a in to if str(a).strip())
+    if not recipients:
+        raise ValueError("no recipient address (Email To) is set")
+    sender = str(config.get("from_address") or "").strip()
+    if not _ADDRESS.fullmatch(sender):
+        raise ValueError("no valid sender address: set From Address")
+    for address in recipients:
+        if not _ADDRESS.fullmatch(address):
+            raise ValueError(f"recipient address {truncate(address, 80)!r} is not valid")
+    return sendgrid.Mail(
+        recipients=recipients,
+        sender=sender,
+        sender_name=single_line(config.get("from_name") or "") or None,
+        subject=email_subject(message, prefix),
+        text=email_text(message),
+        html=email_html(message),
+    )
 
 
 def email_text(message: Message) -> str:
@@ -179,8 +220,17 @@ class EmailSender(Kind):
         Field("fromAddress", "from_address", check=fields.email_address),
         Field("fromName", "from_name", check=fields.one_line),
         Field("verifyTls", "verify_tls", default=True),
+        Field("provider", "provider", default=EmailProvider.SMTP.value),
+        Field("sendgridApiKey", sendgrid.KEY_STORED_AS, private=True, check=sendgrid.check_api_key),
     )
     required = ("to", "smtp_host")
+    "With SMTP; SendGrid needs ``to``, its API key and ``from_address``."
+
+    def is_configured(self, config: Mapping[str, Any], secrets_set: Collection[str]) -> bool:
+        if email_provider(config) is not EmailProvider.SENDGRID:
+            return super().is_configured(config, secrets_set)
+        has_key = sendgrid.KEY_STORED_AS in secrets_set
+        return has_key and bool(config.get("to")) and bool(config.get("from_address"))
 
     def check_channel(
         self,
@@ -191,6 +241,10 @@ class EmailSender(Kind):
         changed: Collection[str],
         allowed_networks: Sequence[IPNetwork],
     ) -> None:
+        if email_provider(config) is EmailProvider.SENDGRID:
+            return  # nothing goes to the SMTP server, in clear text or otherwise
+        if "provider" in changed:  # back to SMTP: its login is judged as if set just now
+            changed = {*changed, "security"}
         fields.check_plaintext_login(
             problems,
             config,
@@ -201,12 +255,17 @@ class EmailSender(Kind):
 
     def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
         """The mail; ValueError (a message for the user) when the channel can't send one."""
+        if email_provider(destination.config) is EmailProvider.SENDGRID:
+            mail = sendgrid_mail(destination, message, context.message_prefix)
+            return sendgrid.mail_send_body(mail)
         settings = SmtpSettings.from_destination(destination)
         return build_email(settings, message, context.message_prefix)
 
     async def send(
         self, destination: Destination, message: Message, context: SendContext
     ) -> SendResult:
+        if email_provider(destination.config) is EmailProvider.SENDGRID:
+            return await self._send_with_sendgrid(destination, message, context)
         fragments = secret_fragments(destination.secrets)
         try:
             settings = SmtpSettings.from_destination(destination)
@@ -241,6 +300,16 @@ class EmailSender(Kind):
                 error=short_error(error, fragments),
             )
         return SendResult(ok=True, latency_ms=_since(started), status_code=progress.accepted_code)
+
+    async def _send_with_sendgrid(
+        self, destination: Destination, message: Message, context: SendContext
+    ) -> SendResult:
+        try:
+            mail = sendgrid_mail(destination, message, context.message_prefix)
+        except ValueError as exc:
+            fragments = sendgrid.key_fragments(destination.secrets)
+            return SendResult(ok=False, latency_ms=0.0, error=short_error(str(exc), fragments))
+        return await sendgrid.send_mail(context, destination, mail)
 
 
 @dataclass(slots=True)

@@ -8,12 +8,21 @@ from tocsin.channels.registry import ChannelKind
 from tocsin.storage.enums import (
     DeliveryMode,
     DeliveryStatus,
+    EmailProvider,
     Priority,
     Role,
     SmtpSecurity,
 )
 
-__all__ = ["ChannelKind", "DeliveryMode", "DeliveryStatus", "Priority", "Role", "SmtpSecurity"]
+__all__ = [
+    "ChannelKind",
+    "DeliveryMode",
+    "DeliveryStatus",
+    "EmailProvider",
+    "Priority",
+    "Role",
+    "SmtpSecurity",
+]
 
 # strawberry.enum marks the class it is given and returns that same class, so the GraphQL
 # enums are the domain enums themselves, and type checkers see plain Enum classes.
@@ -23,3 +32,4 @@ strawberry.enum(DeliveryMode)
 strawberry.enum(DeliveryStatus)
 strawberry.enum(SmtpSecurity)
 strawberry.enum(Role)
+strawberry.enum(EmailProvider)

@@ -12,7 +12,14 @@ import strawberry
 from strawberry import Maybe
 from strawberry.types.maybe import Some
 
-from tocsin.schema.enums import ChannelKind, DeliveryMode, DeliveryStatus, Priority, SmtpSecurity
+from tocsin.schema.enums import (
+    ChannelKind,
+    DeliveryMode,
+    DeliveryStatus,
+    EmailProvider,
+    Priority,
+    SmtpSecurity,
+)
 from tocsin.schema.scalars import JSON
 
 
@@ -81,6 +88,13 @@ class EmailChannelInput(ChannelInputBase):
     from_address: Maybe[str | None]
     from_name: Maybe[str | None]
     verify_tls: Maybe[bool | None]
+    provider: Maybe[EmailProvider | None] = strawberry.field(
+        description="SMTP (the default) or SENDGRID; a SENDGRID channel is configured once "
+        "to, sendgridApiKey and fromAddress are set."
+    )
+    sendgrid_api_key: Maybe[str | None] = strawberry.field(
+        description="A secret: write-only. Absent keeps the stored key, null clears it."
+    )
 
 
 @kind_input("DISCORD")

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import strawberry
 from strawberry.types import Info
 
+from tocsin.channels.email import email_provider
 from tocsin.channels.registry import is_configured, kind_for
 from tocsin.resolvers import deliveries as delivery_service
 from tocsin.resolvers.pagination import Page
@@ -20,6 +21,7 @@ from tocsin.schema.enums import (
     ChannelKind,
     DeliveryMode,
     DeliveryStatus,
+    EmailProvider,
     Priority,
     Role,
     SmtpSecurity,
@@ -157,10 +159,13 @@ class WebhookChannel(Channel):
 
 
 def _email_view(values: dict[str, Any]) -> dict[str, Any]:
+    provider = email_provider(values)
+    username = values["username"] if provider is EmailProvider.SMTP else None
     return {
         **values,
         "security": SmtpSecurity(values["security"]),
-        "from_address": values["from_address"] or values["username"],
+        "provider": provider,
+        "from_address": values["from_address"] or username,
     }
 
 
@@ -175,10 +180,15 @@ class EmailChannel(Channel):
     password_set: bool
     from_address: str | None = strawberry.field(
         description="The address mail is sent from: fromAddress, or the username when that "
-        "is blank."
+        "is blank (SMTP only: SendGrid needs fromAddress)."
     )
     from_name: str | None
     verify_tls: bool
+    provider: EmailProvider = strawberry.field(
+        description="How mail is sent: SMTP (smtpHost and the rest), or SendGrid's Mail Send "
+        "API with sendgridApiKey."
+    )
+    sendgrid_api_key_set: bool
 
 
 @kind_type("DISCORD")

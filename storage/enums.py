@@ -52,3 +52,10 @@ class Role(StrEnum):
     EDITOR = "EDITOR"
     ADMIN = "ADMIN"
     EMITTER = "EMITTER"
+
+
+class EmailProvider(StrEnum):
+    """How an e-mail channel sends: through its SMTP server, or SendGrid's Mail Send API."""
+
+    SMTP = "SMTP"
+    SENDGRID = "SENDGRID"

@@ -76,6 +76,7 @@ async def live(
         database_url,
         telegram_api_base=receiver.base_url,
         slack_api_base=receiver.base_url,
+        sendgrid_api_base=receiver.base_url,
     )
     async for value in start_api(settings, run_worker=True):
         services = value.services

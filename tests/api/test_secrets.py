@@ -134,6 +134,9 @@ MARK = "CANARY7f3a"
 SIGNING = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 holds no marker
 BOT = f"123456789:AA{MARK}" + "X" * 25
 SLACK_BOT = f"xoxb-1234567890-1234567890-{MARK}abcdef"
+SENDGRID_KEY = f"SG.{MARK}-sendgrid-id.{MARK}-" + "x" * 40
+KIND_OF = {"SendGrid": "Email"}
+"Inputs named other than their kind: a SendGrid channel is an e-mail channel."
 PEER_LOGGERS = ("uvicorn", "mail.log")  # the test's own receivers, not Tocsin
 
 FIELDS = """
@@ -145,7 +148,8 @@ FIELDS = """
   ... on DiscordChannel { webhookUrlSet webhookUrlHint }
   ... on WebhookChannel { urlSet urlHint signingSecretSet headerNames }
   ... on EmailChannel {
-    to smtpHost smtpPort security username passwordSet fromAddress fromName verifyTls }
+    to smtpHost smtpPort security username passwordSet fromAddress fromName verifyTls
+    provider sendgridApiKeySet }
   ... on TelegramChannel { botTokenSet chatId }
   ... on TeamsChannel { webhookUrlSet webhookUrlHint }
 """
@@ -162,6 +166,7 @@ EVERYTHING = f"""{{
 
 
 def save_mutation(kind: str) -> str:
+    kind = KIND_OF.get(kind, kind)
     return (
         f"mutation($input: {kind}ChannelInput!) {{ save: save{kind}Channel(input: $input) "
         f"{{ channel {{ {FIELDS} }} errors {{ field code message }} }} }}"
@@ -216,11 +221,13 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                 path, 500, body=echo_body(path), headers={"Content-Type": "application/json"}
             )
         receiver.respond("/chat.postMessage", 200, body=echo_body(f"invalid_auth {SLACK_BOT}"))
+        receiver.respond("/v3/mail/send", 401, body=echo_body(f"Bearer {SENDGRID_KEY}"))
         app_settings = make_settings(
             settings.data_dir,
             settings.sqlalchemy_url,
             telegram_api_base=receiver.base_url,
             slack_api_base=receiver.base_url,
+            sendgrid_api_base=receiver.base_url,
         )
         inputs: dict[str, dict[str, Any]] = {
             "Slack": {"webhookUrl": receiver.url(paths["Slack"])},
@@ -242,6 +249,12 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
             "Telegram": {"botToken": BOT, "chatId": "-1001234567890"},
             "Teams": {"webhookUrl": receiver.url(paths["Teams"])},
             "Slack bot": {"botToken": SLACK_BOT, "channel": "C0123ABCD"},
+            "SendGrid": {
+                "provider": "SENDGRID",
+                "to": ["ops@example.com"],
+                "fromAddress": "tocsin@example.com",
+                "sendgridApiKey": SENDGRID_KEY,
+            },
         }
         responses: list[str] = []
         async for api in start_api(app_settings, run_worker=False):
@@ -269,7 +282,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
             async with api.services.db.read() as session:
                 rows = (await session.scalars(select(ChannelRow))).all()
                 stored = {row.id: decrypt_secrets(api.services.box, row) for row in rows}
-            assert sum(MARK in json.dumps(s) for s in stored.values()) == 7
+            assert sum(MARK in json.dumps(s) for s in stored.values()) == 8
 
             # when updates that fail carry the marker
             failing: list[tuple[str, dict[str, Any]]] = [
@@ -287,6 +300,8 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                 ("Teams", {"id": ids["Teams"], "webhookUrl": f"http://teams.example.com/{MARK}"}),
                 ("Slack", {"id": ids["Slack bot"], "botToken": f"xoxp-1-2-{MARK}"}),
                 ("Slack", {"id": ids["Slack bot"], "botToken": f"{SLACK_BOT}\r\nX: 1"}),
+                ("SendGrid", {"id": ids["SendGrid"], "sendgridApiKey": f"SG.{MARK}"}),
+                ("SendGrid", {"id": ids["SendGrid"], "sendgridApiKey": f"SG.{MARK}.{MARK} x"}),
             ]
             for kind, data in failing:
                 body = await post(save_mutation(kind), {"input": data})
@@ -336,7 +351,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                     "errors { code } } }"
                 )
             )["data"]["sendTest"]
-            assert len(tested["results"]) == 7
+            assert len(tested["results"]) == 8
             assert not any(r["ok"] for r in tested["results"])
             rest = await api.client.post(
                 "/api/notifications/test", headers={"Authorization": f"Bearer {api.admin_token}"}
@@ -349,6 +364,8 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
             assert receiver.requests_to(paths["Teams"])
             [bot, *_] = receiver.requests_to("/chat.postMessage")
             assert bot.headers["authorization"] == f"Bearer {SLACK_BOT}"
+            [mail, *_] = receiver.requests_to("/v3/mail/send")
+            assert mail.headers["authorization"] == f"Bearer {SENDGRID_KEY}"
             [hook, *_] = receiver.requests_to(paths["Webhook"])
             assert hook.headers["x-api-key"] == f"key-{MARK}-header"
             assert smtp.failed_logins >= 1  # the marked password was tried
@@ -361,7 +378,7 @@ async def test_a_marked_secret_of_every_kind_never_comes_back(
                 )
             everything = await post(EVERYTHING)
             assert "errors" not in everything, everything
-            assert len(everything["data"]["channels"]) == 7
+            assert len(everything["data"]["channels"]) == 8
             assert everything["data"]["auditLog"]["totalCount"] >= 7
             for channel_id in ids.values():
                 one = await post(

@@ -27,6 +27,8 @@ BOT = f"123456789:AA{CANARY}XXXXXXXXXXXXXXXXXXXXXXXXX"
 SLACK_BOT = f"xoxb-1234567890-1234567890-{CANARY}abcdef"
 SLACK_API = "/chat.postMessage"
 SIGNING = "whsec_" + (CANARY + "0123456789abcdefghijklmnopqrstuv")[:32]
+SENDGRID_KEY = f"SG.{CANARY}-0123456789.{CANARY}-0123456789abcdefghijklmnopqrstuvwxyz"
+MAIL_SEND = "/v3/mail/send"
 NOWHERE = "tocsin-canary.invalid"
 TABLES = ("delivery", "delivery_attempt", "audit_entry", "event", "channel")
 
@@ -49,6 +51,7 @@ async def test_secrets_never_leak_while_delivering_and_failing(
     receiver.respond(hook_path, 401, body=f"bad token Bearer {CANARY}")
     receiver.respond(f"/bot{BOT}/sendMessage", 401, body=f'{{"description": "bot{BOT}"}}')
     receiver.respond(SLACK_API, 200, body=f'{{"ok": false, "error": "not_authed {SLACK_BOT}"}}')
+    receiver.respond(MAIL_SEND, 401, body=f'{{"errors": [{{"message": "bad {SENDGRID_KEY}"}}]}}')
     common = {"maxRetries": 0}
     await save(live, "Slack", {"webhookUrl": receiver.url(slack_path), **common})
     await save(live, "Discord", {"webhookUrl": receiver.url(discord_path), **common})
@@ -77,13 +80,14 @@ async def test_secrets_never_leak_while_delivering_and_failing(
             **common,
         },
     )
+    await save(live, "Email", sendgrid(**common))
 
     # when an event is delivered (and fails everywhere) and a test is sent
     await emit(live)
 
     async def all_failed() -> bool:
         nodes = await deliveries(live)
-        return len(nodes) == 7 and all(n["status"] == "FAILED" for n in nodes)
+        return len(nodes) == 8 and all(n["status"] == "FAILED" for n in nodes)
 
     await eventually(all_failed, timeout=15)
     responses = [
@@ -103,7 +107,7 @@ async def test_secrets_never_leak_while_delivering_and_failing(
     errors = [
         a["error"] for d in responses[1]["data"]["deliveries"]["nodes"] for a in d["attempts"]
     ]
-    assert len(errors) == 7 and all(errors)  # the failures were recorded, scrubbed
+    assert len(errors) == 8 and all(errors)  # the failures were recorded, scrubbed
     for request in receiver.requests:
         assert CANARY.encode() not in request.body
     assert CANARY not in caplog.text
@@ -146,6 +150,18 @@ def email(host: str, port: int, **changes: Any) -> dict[str, Any]:
 
 def slack_bot() -> dict[str, Any]:
     return {"name": "slack bot", "botToken": SLACK_BOT, "channel": "C0123ABCD", "maxRetries": 0}
+
+
+def sendgrid(**changes: Any) -> dict[str, Any]:
+    return {
+        "name": "sendgrid",
+        "provider": "SENDGRID",
+        "to": ["ops@example.com"],
+        "fromAddress": "tocsin@example.com",
+        "sendgridApiKey": SENDGRID_KEY,
+        "maxRetries": 0,
+        **changes,
+    }
 
 
 async def open_app(
@@ -223,6 +239,7 @@ async def test_dns_failure(
         ca,
         telegram_api_base=f"https://api.{NOWHERE}",
         slack_api_base=f"https://slack.{NOWHERE}/api",
+        sendgrid_api_base=f"https://sendgrid.{NOWHERE}",
     ):
         await save(api, "Webhook", webhook(f"https://{NOWHERE}/hook/{CANARY}/in"))
         await save(
@@ -234,8 +251,9 @@ async def test_dns_failure(
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
         await save(api, "Slack", slack_bot())
         await save(api, "Email", email(f"smtp.{NOWHERE}", 587))
+        await save(api, "Email", sendgrid())
         # when it fails, then the errors say so without the canary
-        errors = await assert_no_canary(api, await fail_everything(api, 6), caplog)
+        errors = await assert_no_canary(api, await fail_everything(api, 7), caplog)
         assert all("resolve" in e for e in errors), errors
 
 
@@ -254,6 +272,7 @@ async def test_tls_failure(
         ca,
         telegram_api_base=untrusted.base_url,
         slack_api_base=untrusted.base_url,
+        sendgrid_api_base=untrusted.base_url,
     ):
         await save(api, "Webhook", webhook(untrusted.url(f"/hook/{CANARY}/in")))
         await save(
@@ -265,7 +284,8 @@ async def test_tls_failure(
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
         await save(api, "Slack", slack_bot())
         await save(api, "Email", email("localhost", untrusted_smtp.port, security="TLS"))
-        errors = await assert_no_canary(api, await fail_everything(api, 6), caplog)
+        await save(api, "Email", sendgrid())
+        errors = await assert_no_canary(api, await fail_everything(api, 7), caplog)
         assert all("TLS" in e or "certificate" in e for e in errors), errors
     assert untrusted.requests == []
 
@@ -300,6 +320,7 @@ async def test_http_500_echoing_the_request(
         ca,
         telegram_api_base=receiver.base_url,
         slack_api_base=receiver.base_url,
+        sendgrid_api_base=receiver.base_url,
     ):
         paths = {
             "hook": f"/hook/{CANARY}/in",
@@ -308,6 +329,7 @@ async def test_http_500_echoing_the_request(
             "telegram": f"/bot{BOT}/sendMessage",
             "teams": f"/workflows/1/triggers/manual/paths/invoke/{CANARY}",
             "slack bot": SLACK_API,
+            "sendgrid": MAIL_SEND,
         }
         for path in paths.values():
             url = receiver.url(path)
@@ -321,16 +343,22 @@ async def test_http_500_echoing_the_request(
             paths["telegram"], 500, body=f'{{"description": "no route /bot{BOT}/sendMessage"}}'
         )
         receiver.respond(SLACK_API, 500, body=f"500 for Authorization: Bearer {SLACK_BOT}")
+        receiver.respond(
+            MAIL_SEND,
+            500,
+            body=f'{{"errors": [{{"message": "while handling Bearer {SENDGRID_KEY}"}}]}}',
+        )
         await save(api, "Webhook", webhook(receiver.url(paths["hook"])))
         await save(api, "Slack", {"webhookUrl": receiver.url(paths["slack"]), "maxRetries": 0})
         await save(api, "Discord", {"webhookUrl": receiver.url(paths["discord"]), "maxRetries": 0})
         await save(api, "Teams", {"webhookUrl": receiver.url(paths["teams"]), "maxRetries": 0})
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
         await save(api, "Slack", slack_bot())
-        errors = await assert_no_canary(api, await fail_everything(api, 6), caplog)
+        await save(api, "Email", sendgrid())
+        errors = await assert_no_canary(api, await fail_everything(api, 7), caplog)
         assert all(e.startswith("HTTP 500") for e in errors), errors
         assert any("[redacted]" in e for e in errors), errors  # the echo was kept, scrubbed
-    assert len(receiver.requests) == 12
+    assert len(receiver.requests) == 14
 
 
 async def test_timeout(
@@ -347,6 +375,7 @@ async def test_timeout(
         ca,
         telegram_api_base=receiver.base_url,
         slack_api_base=receiver.base_url,
+        sendgrid_api_base=receiver.base_url,
         delivery_timeout=1.0,
     ):
         teams = f"/workflows/{CANARY}/invoke"
@@ -356,6 +385,7 @@ async def test_timeout(
             f"/bot{BOT}/sendMessage",
             teams,
             SLACK_API,
+            MAIL_SEND,
         ):
             receiver.respond(path, hang=10)
         await save(api, "Webhook", webhook(receiver.url(f"/hook/{CANARY}/in")))
@@ -366,7 +396,8 @@ async def test_timeout(
         await save(api, "Telegram", {"botToken": BOT, "chatId": "42", "maxRetries": 0})
         await save(api, "Slack", slack_bot())
         await save(api, "Email", email("127.0.0.1", receiver.port, security="NONE"))
-        errors = await assert_no_canary(api, await fail_everything(api, 6), caplog)
+        await save(api, "Email", sendgrid())
+        errors = await assert_no_canary(api, await fail_everything(api, 7), caplog)
         assert all("timed out" in e for e in errors), errors
 
 
