@@ -41,6 +41,19 @@ class Message:
     occurred_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A DIGEST channel's batch: the events of one priority in one period, oldest first."""
+
+    delivery_id: str
+    "The digest's own delivery (its ``webhook-id``, the same on every retry)."
+    digest_id: str
+    priority: str
+    period_start: datetime
+    period_end: datetime
+    messages: Sequence[Message]
+
+
 class _Masked(dict[str, Any]):
     """A dict whose repr never shows its values (they are decrypted secrets)."""
 
@@ -195,10 +208,36 @@ class Kind(abc.ABC):
         """One message in this kind's wire format (what ``send`` sends)."""
         raise NotImplementedError(f"{self.kind} does not render messages")
 
-    def render_digest(self, messages: Sequence[Message], context: SendContext) -> Any:
-        """The hook for digests (CONTRACT section 7): one message carrying ``messages``,
-        in this kind's format. Not built yet; a kind overrides it when digests arrive."""
+    def render_digest(
+        self, destination: Destination, digest: Digest, context: SendContext
+    ) -> list[Any]:
+        """The digest (CONTRACT section 7) as consecutive messages in this kind's wire
+        format, each within the service's limits and, when there are several, marked
+        "1/2", "2/2"; every event in exactly one of them, none cut silently."""
         raise NotImplementedError(f"{self.kind} does not render digests yet")
+
+    async def send_rendered(
+        self, destination: Destination, rendered: Any, context: SendContext
+    ) -> SendResult:
+        """Send one message ``render`` or ``render_digest`` built; never raise for a
+        remote failure."""
+        raise NotImplementedError(f"{self.kind} does not send rendered messages yet")
+
+    async def send_digest(
+        self, destination: Destination, digest: Digest, context: SendContext, *, sent: int = 0
+    ) -> tuple[SendResult, int]:
+        """Send the digest's parts from part ``sent`` on (those before went out on an
+        earlier attempt), stopping at the first failure. Answers the last part's result
+        and how many parts have now gone out in all."""
+        parts = self.render_digest(destination, digest, context)
+        result = SendResult(ok=True, latency_ms=0.0)
+        latency = 0.0
+        for index in range(sent, len(parts)):
+            result = await self.send_rendered(destination, parts[index], context)
+            latency += result.latency_ms
+            if not result.ok:
+                return result, index
+        return SendResult(ok=True, latency_ms=latency, status_code=result.status_code), len(parts)
 
     @abc.abstractmethod
     async def send(

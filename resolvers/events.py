@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from tocsin.errors import TocsinError
 from tocsin.resolvers.context import Context
 from tocsin.resolvers.problems import Problem, Problems
-from tocsin.resolvers.routing import delivery_status_for
+from tocsin.resolvers.routing import route
 from tocsin.resolvers.validation import non_finite_at
 from tocsin.storage.database import Database
 from tocsin.storage.enums import Priority
@@ -201,7 +201,7 @@ class GroupCommitter:
 
     async def _write(self, events: list[NewEvent]) -> list[WrittenEvent]:
         async with self._db.write() as session:
-            return await write_events(session, events, now=utcnow(), matches=delivery_status_for)
+            return await write_events(session, events, now=utcnow(), matches=route)
 
     async def _write_or_fail(
         self,
@@ -273,6 +273,7 @@ def prepare_event(
         idempotency_key=request.idempotency_key,
         source=source,
         occurred_at=request.occurred_at or now,
+        category=event_type.category,
     )
 
 

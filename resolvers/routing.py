@@ -1,32 +1,56 @@
-"""Which channels an event goes to. The one place that decides it."""
+"""Which channels an event goes to, and why. The one place that decides it.
+
+``route`` answers a ``Decision`` (an outcome and a sentence a person can act on) for one
+channel and one event; ``emitEvent`` stores what it decides and ``explainRouting`` shows it.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
 
 from tocsin.channels.registry import is_configured
-from tocsin.storage.enums import DeliveryStatus, Priority
-from tocsin.storage.ingest import NewEvent
+from tocsin.storage.enums import DeliveryMode, Priority, RouteOutcome
+from tocsin.storage.ingest import Decision, NewEvent
 from tocsin.storage.tables import ChannelRow
 
+__all__ = ["DIGESTED_PRIORITIES", "route"]
 
-def metadata_matches(wanted: dict[str, list[str]], metadata: dict[str, Any]) -> bool:
-    """Every key of ``wanted`` is in the metadata with one of the listed values."""
-    return all(key in metadata and str(metadata[key]) in values for key, values in wanted.items())
+DIGESTED_PRIORITIES = frozenset({Priority.MEDIUM, Priority.LOW, Priority.INFO})
+"What a DIGEST channel collects; CRITICAL and HIGH are sent at once."
 
 
-def delivery_status_for(channel: ChannelRow, event: NewEvent, now: datetime) -> str | None:
-    """PENDING when the channel should get the event, SUPPRESSED when it would but is
-    muted (recorded, not sent), None when the event is not for it."""
-    if not channel.enabled or not is_configured(channel):
-        return None
-    if channel.event_types is not None and event.type not in channel.event_types:
-        return None
-    if Priority(event.priority).rank < Priority(channel.min_priority).rank:
-        return None
-    if channel.metadata_match and not metadata_matches(channel.metadata_match, event.metadata):
-        return None
+def route(channel: ChannelRow, event: NewEvent, now: datetime) -> Decision:
+    """SEND, DIGEST, SUPPRESSED (recorded, not sent) or SKIPPED (not for this channel)."""
+    skipped = _why_skipped(channel, event)
+    if skipped is not None:
+        return Decision(RouteOutcome.SKIPPED, skipped)
     if channel.muted_until is not None and channel.muted_until > now:
-        return DeliveryStatus.SUPPRESSED.value
-    return DeliveryStatus.PENDING.value
+        return Decision(RouteOutcome.SUPPRESSED, f"muted until {_instant(channel.muted_until)}")
+    priority = Priority(event.priority)
+    if channel.mode == DeliveryMode.DIGEST and priority in DIGESTED_PRIORITIES:
+        return Decision(RouteOutcome.DIGEST, f"priority {priority} goes into the {priority} digest")
+    return Decision(RouteOutcome.SEND, "sent at once")
+
+
+def _why_skipped(channel: ChannelRow, event: NewEvent) -> str | None:
+    if not channel.enabled:
+        return "channel is disabled"
+    if not is_configured(channel):
+        return "channel is not configured"
+    if channel.event_types is not None and event.type not in channel.event_types:
+        listed = ", ".join(channel.event_types)
+        return f"event type {event.type} is not in eventTypes [{listed}]"
+    if Priority(event.priority).rank < Priority(channel.min_priority).rank:
+        return f"priority {event.priority} is below minPriority {channel.min_priority}"
+    if channel.metadata_match:
+        for key, values in channel.metadata_match.items():
+            if key not in event.metadata:
+                return f"metadata has no {key} (wanted one of [{', '.join(values)}])"
+            if str(event.metadata[key]) not in values:
+                return f"metadata {key}={event.metadata[key]} is not in [{', '.join(values)}]"
+    return None
+
+
+def _instant(at: datetime) -> str:
+    """2026-12-04T09:00Z: minutes, UTC."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")

@@ -41,6 +41,19 @@ class DeliveryStatus(StrEnum):
     SUPPRESSED = "SUPPRESSED"
 
 
+class RouteOutcome(StrEnum):
+    """What routing does with one event for one channel (``resolvers/routing.py``)."""
+
+    SEND = "SEND"
+    "A delivery now."
+    DIGEST = "DIGEST"
+    "Held for the channel's next digest of the event's priority."
+    SUPPRESSED = "SUPPRESSED"
+    "Recorded as a SUPPRESSED delivery with the reason, not sent (muted, deduplicated)."
+    SKIPPED = "SKIPPED"
+    "Not for this channel: no row at all."
+
+
 class SmtpSecurity(StrEnum):
     STARTTLS = "STARTTLS"
     TLS = "TLS"

@@ -19,13 +19,15 @@ from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from tocsin.storage.enums import DeliveryStatus
+from tocsin.storage.enums import DeliveryStatus, RouteOutcome
 from tocsin.storage.tables import ChannelRow, DeliveryRow, EventRow, EventTypeRow
 from tocsin.storage.types import new_id
 from tocsin.storage.wakeup import notify_new_deliveries
 
 __all__ = [
     "IDEMPOTENCY_WINDOW",
+    "Decision",
+    "Matcher",
     "NewEvent",
     "WrittenEvent",
     "metadata_fingerprint",
@@ -46,6 +48,8 @@ class NewEvent:
     idempotency_key: str | None
     source: str | None
     occurred_at: datetime
+    category: str | None = None
+    "The event type's category in the catalog (routing by ``eventCategories``)."
 
 
 @dataclass(slots=True)
@@ -58,8 +62,16 @@ class WrittenEvent:
     delivery_ids: list[str] = field(default_factory=list)
 
 
-Matcher = Callable[[ChannelRow, NewEvent, datetime], str | None]
-"Answers a new event's initial delivery status for a channel, or None: not for it."
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What routing decided for one event and one channel, and the sentence that says why."""
+
+    outcome: RouteOutcome
+    reason: str
+
+
+Matcher = Callable[[ChannelRow, NewEvent, datetime], Decision]
+"Routing (``resolvers/routing.route``): the decision for one channel and one new event."
 
 
 def dedup_lock_key(event_type: str, dedup_key: str) -> int:
@@ -80,8 +92,7 @@ async def write_events(
     now: datetime,
     matches: Matcher,
 ) -> list[WrittenEvent]:
-    """Insert events and one delivery per matching channel; ``matches`` answers the initial
-    delivery status for a channel (PENDING, SUPPRESSED) or None when it does not apply."""
+    """Insert events and one delivery per channel that routing (``matches``) does not skip."""
     earlier = await _events_by_idempotency_key(session, events, now)
     windows = await _dedup_windows(session, events)
     dedup = _Dedup(windows, await _last_sent_by_dedup_key(session, events, windows, now))
@@ -160,12 +171,14 @@ def _deliveries_for(
     matches: Matcher,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """The delivery rows of one event: one per channel ``matches`` gives a status."""
+    """The delivery rows of one event: one per channel routing does not skip."""
     deliveries: list[dict[str, Any]] = []
     for channel in channels:
-        status = matches(channel, new, now)
-        if status is None:
+        decision = matches(channel, new, now)
+        if decision.outcome is RouteOutcome.SKIPPED:
             continue
+        # DIGEST is sent at once until digests are rows (issue 9).
+        status = _STATUS_OF[decision.outcome]
         deliveries.append(
             {
                 "id": new_id(),
@@ -179,6 +192,13 @@ def _deliveries_for(
             }
         )
     return deliveries
+
+
+_STATUS_OF = {
+    RouteOutcome.SEND: DeliveryStatus.PENDING.value,
+    RouteOutcome.DIGEST: DeliveryStatus.PENDING.value,
+    RouteOutcome.SUPPRESSED: DeliveryStatus.SUPPRESSED.value,
+}
 
 
 def _event_values(row: EventRow) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from tests.pg_gate import gate
 from tests.support import PG_URL
 from tocsin.settings import Settings
 from tocsin.storage.database import Database
-from tocsin.storage.ingest import NewEvent, WrittenEvent, dedup_lock_key, write_events
+from tocsin.storage.enums import RouteOutcome
+from tocsin.storage.ingest import Decision, NewEvent, WrittenEvent, dedup_lock_key, write_events
 from tocsin.storage.types import utcnow
 
 pytestmark = pytest.mark.skipif(
@@ -44,7 +45,10 @@ async def test_twins_from_two_processes_at_once_are_sent_once(settings: Settings
     async def emit(db: Database) -> WrittenEvent:
         async with db.write() as session:
             (written,) = await write_events(
-                session, [_twin()], now=utcnow(), matches=lambda *_: None
+                session,
+                [_twin()],
+                now=utcnow(),
+                matches=lambda *_: Decision(RouteOutcome.SKIPPED, ""),
             )
         return written
 
