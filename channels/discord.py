@@ -133,7 +133,6 @@ class DiscordSender(Kind):
 # Digests: the headline and period as ``content``, then one embed per event.
 
 MAX_EMBEDS = 10
-DIGEST_DETAIL_LIMIT = 300
 
 
 def discord_digest_payloads(digest: Digest, prefix: str) -> list[dict[str, Any]]:
@@ -154,7 +153,7 @@ def discord_digest_payloads(digest: Digest, prefix: str) -> list[dict[str, Any]]
 
 def _digest_embed(message: Message) -> Entry:
     title, title_cut = event_title(message, TITLE_LIMIT)
-    detail, detail_cut = event_detail(message, DIGEST_DETAIL_LIMIT)
+    detail, detail_cut = event_detail(message)
     footer = truncate(f"{message.event_type} · {message.priority}", FOOTER_LIMIT)
     embed: dict[str, Any] = {
         "title": title,
