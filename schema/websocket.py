@@ -1,0 +1,104 @@
+"""GraphQL over WebSocket on ``/graphql`` (graphql-transport-ws, Strawberry's own handler).
+
+A browser cannot set headers on a WebSocket, so the API token comes in the
+``connection_init`` payload: ``{"Authorization": "Bearer <token>"}`` (or ``authorization``,
+or ``token`` with the bare token); the upgrade request's ``Authorization`` header is used
+when the payload has none. An unknown or missing token closes the socket with 4401
+Unauthorized before ``connection_ack``, so nothing runs unauthenticated (Strawberry closes
+a ``subscribe`` sent before the ack with 4401 as well). The fields' roles then apply as
+over HTTP: a VIEWER's ``events`` subscription gets a FORBIDDEN error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
+
+from tocsin.resolvers.context import Context, Principal
+from tocsin.schema import schema
+from tocsin.storage.enums import Role
+
+UNAUTHORIZED = 4401
+# Stands in until connection_init names the caller; no operation runs before that.
+NOBODY = Principal(name="(not signed in)", role=Role.VIEWER)
+
+
+@dataclass(slots=True)
+class SocketContext(Context):
+    """The context of one WebSocket connection: its caller is known after connection_init."""
+
+    connection_params: dict[str, Any] | None = None
+    websocket: WebSocket | None = None
+
+
+class _Socket(ASGIWebSocketAdapter):
+    """Closing twice is a no-op: a refused connection_init is closed with our code first."""
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            await self.ws.close(code=code, reason=reason)
+
+
+def token_from(params: Mapping[str, Any] | None, headers: Mapping[str, str]) -> str | None:
+    """The API token of connection_init's payload, else of the Authorization header."""
+    params = params or {}
+    for key in ("Authorization", "authorization"):
+        value = params.get(key)
+        if isinstance(value, str) and value.strip():
+            scheme, _, token = value.strip().partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    bare = params.get("token")
+    if isinstance(bare, str) and bare.strip():
+        return bare.strip().removeprefix("Bearer ").strip() or None
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class GraphQLSocket(GraphQL[SocketContext, None]):
+    """Strawberry's ASGI view, for WebSocket connections only (POST stays app.py's route)."""
+
+    websocket_adapter_class = _Socket
+
+    def __init__(self) -> None:
+        super().__init__(
+            schema,
+            graphql_ide=None,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(seconds=10),
+            max_subscriptions_per_connection=20,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            raise RuntimeError("GraphQLSocket serves WebSocket connections only")
+        await super().__call__(scope, receive, send)
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> SocketContext:
+        websocket = response if isinstance(response, WebSocket) else None
+        return SocketContext(
+            services=request.app.state.services, principal=NOBODY, websocket=websocket
+        )
+
+    async def on_ws_connect(self, context: SocketContext) -> UnsetType | dict[str, object] | None:
+        websocket = context.websocket
+        assert websocket is not None
+        token = token_from(context.connection_params, websocket.headers)
+        principal = await context.services.tokens.resolve(token) if token else None
+        if principal is None:
+            await websocket.close(code=UNAUTHORIZED, reason="Unauthorized: send a valid API token")
+            raise ConnectionRejectionError()
+        context.principal = principal
+        return UNSET
