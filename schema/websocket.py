@@ -12,7 +12,6 @@ over HTTP: a VIEWER's ``events`` subscription gets a FORBIDDEN error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -25,21 +24,13 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from tocsin.resolvers.context import Context, Principal
+from tocsin.resolvers.context import Principal
 from tocsin.schema import schema
+from tocsin.schema.subscription import SocketContext
 from tocsin.storage.enums import Role
 
-UNAUTHORIZED = 4401
 # Stands in until connection_init names the caller; no operation runs before that.
 NOBODY = Principal(name="(not signed in)", role=Role.VIEWER)
-
-
-@dataclass(slots=True)
-class SocketContext(Context):
-    """The context of one WebSocket connection: its caller is known after connection_init."""
-
-    connection_params: dict[str, Any] | None = None
-    websocket: WebSocket | None = None
 
 
 class _Socket(ASGIWebSocketAdapter):
@@ -93,12 +84,11 @@ class GraphQLSocket(GraphQL[SocketContext, None]):
         )
 
     async def on_ws_connect(self, context: SocketContext) -> UnsetType | dict[str, object] | None:
-        websocket = context.websocket
-        assert websocket is not None
-        token = token_from(context.connection_params, websocket.headers)
+        headers = context.websocket.headers if context.websocket is not None else {}
+        token = token_from(context.connection_params, headers)
         principal = await context.services.tokens.resolve(token) if token else None
         if principal is None:
-            await websocket.close(code=UNAUTHORIZED, reason="Unauthorized: send a valid API token")
+            await context.close_unauthorized("Unauthorized: send a valid API token")
             raise ConnectionRejectionError()
-        context.principal = principal
+        context.principal, context.token = principal, token
         return UNSET

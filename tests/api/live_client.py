@@ -26,6 +26,7 @@ class LiveClient:
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        self.before_close: list[dict[str, Any]] = []
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(message))
@@ -57,11 +58,11 @@ class LiveClient:
         return event
 
     async def closed_with(self, timeout: float = 5.0) -> int | None:
-        """The close code the server sent (after any messages before it)."""
+        """The close code the server sent; messages before it are kept in ``before_close``."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    await self.ws.recv()
+                    self.before_close.append(json.loads(await self.ws.recv()))
         except ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd is not None else None
 

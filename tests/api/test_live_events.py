@@ -196,6 +196,30 @@ async def test_a_viewer_or_emitter_subscription_is_forbidden(live: Live, role: R
             await client.receive(timeout=1.0)
 
 
+async def test_a_revoked_token_is_cut_off_at_the_next_event(live: Live) -> None:
+    # given an editor subscribed with a token of its own
+    value, row, _ = await create_token(
+        db=live.server.services.db, actor="test", name="soon revoked", role=Role.EDITOR
+    )
+    assert value is not None and row is not None
+    async with live_client(live.url, token=value) as client:
+        await client.subscribe()
+        await eventually(lambda: _running(live.server.services.feed))
+        await live.emit(title="while valid")
+        assert (await client.next_event())["title"] == "while valid"
+        # when the token is revoked, and another event arrives
+        response = await live.http.post(
+            live.server.http_url,
+            json={"query": f'mutation {{ revokeApiToken(id: "{row.id}") }}'},
+            headers={"Authorization": f"Bearer {live.tokens[Role.ADMIN]}"},
+        )
+        assert response.json() == {"data": {"revokeApiToken": True}}
+        await live.emit(title="after the revocation")
+        # then the socket closes with 4401 before that event is sent
+        assert await client.closed_with() == 4401
+        assert client.before_close == []
+
+
 # -- robustness ----------------------------------------------------------------------------
 
 
