@@ -6,7 +6,8 @@ or ``token`` with the bare token); the upgrade request's ``Authorization`` heade
 when the payload has none. An unknown or missing token closes the socket with 4401
 Unauthorized before ``connection_ack``, so nothing runs unauthenticated (Strawberry closes
 a ``subscribe`` sent before the ack with 4401 as well). The fields' roles then apply as
-over HTTP: a VIEWER's ``events`` subscription gets a FORBIDDEN error.
+over HTTP: a VIEWER's ``events`` subscription gets a FORBIDDEN error. Only subscriptions
+run here; queries and mutations are POSTed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -22,10 +24,17 @@ from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage,
+    SubscribeMessage,
+)
 from strawberry.types.unset import UNSET, UnsetType
 
 from tocsin.resolvers.context import Principal
-from tocsin.schema import schema
+from tocsin.schema import MAX_TOKENS, schema
 from tocsin.schema.subscription import SocketContext
 from tocsin.storage.enums import Role
 
@@ -56,10 +65,40 @@ def token_from(params: Mapping[str, Any] | None, headers: Mapping[str, str]) -> 
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+class _SubscriptionsOnly(BaseGraphQLTransportWSHandler[SocketContext, None]):
+    """Queries and mutations go over HTTP, where the request's own guards are (body size,
+    429/503 answers): over the socket they end with an error, unexecuted."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        payload = message.get("payload") or {}
+        if self.connection_acknowledged and not _is_subscription(payload):
+            error = GraphQLError(
+                "Only subscriptions run over the WebSocket: POST queries and mutations to "
+                "/graphql.",
+                extensions={"code": "BAD_REQUEST"},
+            )
+            refusal = ErrorMessage(id=message["id"], type="error", payload=[error.formatted])
+            await self.send_message(refusal)
+            return
+        await super().handle_subscribe(message)
+
+
+def _is_subscription(payload: Mapping[str, Any]) -> bool:
+    """The operation is a subscription (a document that does not parse is left to Strawberry,
+    which closes the socket with 4400 as the protocol says)."""
+    try:
+        document = parse(str(payload.get("query") or ""), max_tokens=MAX_TOKENS)
+    except GraphQLError:
+        return True
+    operation = get_operation_ast(document, payload.get("operationName"))
+    return operation is None or operation.operation == OperationType.SUBSCRIPTION
+
+
 class GraphQLSocket(GraphQL[SocketContext, None]):
     """Strawberry's ASGI view, for WebSocket connections only (POST stays app.py's route)."""
 
     websocket_adapter_class = _Socket
+    graphql_transport_ws_handler_class = _SubscriptionsOnly
 
     def __init__(self) -> None:
         super().__init__(

@@ -220,6 +220,34 @@ async def test_a_revoked_token_is_cut_off_at_the_next_event(live: Live) -> None:
         assert client.before_close == []
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ viewer { name } }",
+        'mutation { emitEvent(input: {type: "test", title: "over the socket"}) { event { id } } }',
+    ],
+    ids=["query", "mutation"],
+)
+async def test_queries_and_mutations_are_not_run_over_the_socket(live: Live, query: str) -> None:
+    async with live_client(live.url, token=live.tokens[Role.ADMIN]) as client:
+        await client.subscribe(query)
+        message = await client.receive()
+        assert message["type"] == "error", message
+        assert [e["extensions"]["code"] for e in message["payload"]] == ["BAD_REQUEST"]
+        # and the socket stays open for subscriptions
+        await client.subscribe(op_id="2")
+        await eventually(lambda: _running(live.server.services.feed))
+        await live.emit(title="still subscribed")
+        assert (await client.next_event())["title"] == "still subscribed"
+    events = await live.http.post(
+        live.server.http_url,
+        json={"query": "{ events(first: 50) { nodes { title } } }"},
+        headers={"Authorization": f"Bearer {live.tokens[Role.ADMIN]}"},
+    )
+    titles = [n["title"] for n in events.json()["data"]["events"]["nodes"]]
+    assert "over the socket" not in titles
+
+
 # -- robustness ----------------------------------------------------------------------------
 
 
