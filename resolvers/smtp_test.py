@@ -25,6 +25,8 @@ from tocsin.storage.tables import ChannelRow
 
 SPEC: Kind = EmailSender()
 SMTP_KEYS = ("smtp_host", "smtp_port", "security", "username", "verify_tls")
+TESTED = {*SMTP_KEYS, "password"}
+"What the test uses; the rest of a form sent along (recipients, SendGrid) is not checked."
 
 
 async def run_smtp_test(
@@ -32,6 +34,7 @@ async def run_smtp_test(
 ) -> tuple[ConnectionCheck, list[Problem]]:
     """The check's outcome, and the input's problems (then nothing was connected to)."""
     problems = Problems()
+    changes = {key: value for key, value in changes.items() if key in TESTED}
     row = await _stored(ctx, channel_id, problems)
     destination = _merged(ctx, row, changes, problems) if not problems else None
     if destination is None or problems:

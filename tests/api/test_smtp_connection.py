@@ -221,6 +221,26 @@ async def test_a_typed_password_replaces_the_stored_one_for_the_test(
     assert (result["ok"], result["stage"]) == (False, "AUTH")
 
 
+async def test_the_rest_of_the_form_is_not_checked_or_used(
+    trusting: Api, smtp_server: SmtpServer
+) -> None:
+    # given the whole Email form, whose recipients and SendGrid key are not valid yet
+    form = smtp_input(smtp_server, to=["not an address"], sendgridApiKey="nope")
+
+    result = await smtp_test(trusting, input={**form, "provider": "SENDGRID"})
+
+    # then only the SMTP fields count
+    assert result["ok"] is True, result
+    [entry] = await audit_entries(trusting)
+    assert entry["details"]["edited"] == [
+        "password",
+        "security",
+        "smtp_host",
+        "smtp_port",
+        "username",
+    ]
+
+
 async def test_an_unknown_id_is_not_found(trusting: Api) -> None:
     result = await smtp_test(trusting, id="01deadbeef0000000000000000000000")
 
