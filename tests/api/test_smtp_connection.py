@@ -10,6 +10,7 @@ import json
 import logging
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -151,6 +152,25 @@ async def test_a_closed_port_fails_at_connect(trusting: Api, smtp_server: SmtpSe
 
     assert (result["ok"], result["stage"]) == (False, "CONNECT")
     assert result["error"] == f"connection refused by smtp host localhost:{port}"
+
+
+async def test_a_server_that_never_greets_is_bounded_by_the_delivery_timeout(
+    trusting: Api, smtp_server: SmtpServer
+) -> None:
+    # given a port that takes the connection and then says nothing
+    services = trusting.services
+    services.send_context = dataclasses.replace(services.send_context, timeout=0.5)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+
+        result = await smtp_test(trusting, input=smtp_input(smtp_server, smtpPort=port))
+
+    assert (result["ok"], result["stage"]) == (False, "CONNECT")
+    assert result["error"] == "timed out after 0.5s"
+    assert time.monotonic() - started < 5
 
 
 async def test_an_untrusted_certificate_fails_at_tls(api: Api, smtp_server: SmtpServer) -> None:
