@@ -20,8 +20,9 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -85,8 +86,9 @@ class SmtpSettings:
     verify_tls: bool
 
     @classmethod
-    def from_destination(cls, destination: Destination) -> SmtpSettings:
-        """Read and check the channel; raises ValueError with a message for the user."""
+    def for_connection(cls, destination: Destination) -> SmtpSettings:
+        """What connecting and logging in need (no sender, no recipients); raises ValueError
+        with a message for the user."""
         config, secrets = destination.config, destination.secrets
         host = str(config.get("smtp_host") or "").strip()
         if not host:
@@ -94,29 +96,39 @@ class SmtpSettings:
         security = str(config.get("security") or "STARTTLS").upper()
         if security not in SECURITY_MODES:
             raise ValueError(f"SMTP security must be one of {', '.join(SECURITY_MODES)}")
-        port = int(config.get("smtp_port") or DEFAULT_PORTS[security])
+        return cls(
+            host=host,
+            port=int(config.get("smtp_port") or DEFAULT_PORTS[security]),
+            security=security,
+            username=config.get("username") or None,
+            password=secrets.get("password") or None,
+            sender="",
+            sender_name=None,
+            recipients=(),
+            verify_tls=bool(config.get("verify_tls", True)),
+        )
+
+    @classmethod
+    def from_destination(cls, destination: Destination) -> SmtpSettings:
+        """Read and check the channel; raises ValueError with a message for the user."""
+        connection = cls.for_connection(destination)
+        config = destination.config
         to = config.get("to") or ()
         to = [to] if isinstance(to, str) else to
         recipients = tuple(str(a).strip() for a in to if str(a).strip())
         if not recipients:
             raise ValueError("no recipient address (Email To) is set")
-        username = config.get("username") or None
-        sender = str(config.get("from_address") or username or "").strip()
+        sender = str(config.get("from_address") or connection.username or "").strip()
         if not _ADDRESS.fullmatch(sender):
             raise ValueError("no valid sender address: set From Address")
         for address in recipients:
             if not _ADDRESS.fullmatch(address):
                 raise ValueError(f"recipient address {truncate(address, 80)!r} is not valid")
-        return cls(
-            host=host,
-            port=port,
-            security=security,
-            username=username,
-            password=secrets.get("password") or None,
+        return replace(
+            connection,
             sender=sender,
             sender_name=config.get("from_name") or None,
             recipients=recipients,
-            verify_tls=bool(config.get("verify_tls", True)),
         )
 
 
@@ -443,11 +455,62 @@ async def _send_over_smtp(
     return SendResult(ok=True, latency_ms=_since(started), status_code=progress.accepted_code)
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionCheck:
+    """What ``check_connection`` found. ``stage`` names the step that failed (CONNECT, TLS
+    or AUTH; None when ok) and ``error`` says it as a failed send would, free of secrets."""
+
+    ok: bool
+    latency_ms: float
+    stage: str | None = None
+    error: str | None = None
+    status_code: int | None = None
+
+
+async def check_connection(destination: Destination, context: SendContext) -> ConnectionCheck:
+    """Connect, negotiate TLS and log in exactly as a send would, then QUIT: no mail is sent.
+    ``context.timeout`` bounds the whole check."""
+    fragments = secret_fragments(destination.secrets)
+    try:
+        settings = SmtpSettings.for_connection(destination)
+    except (ValueError, TypeError) as exc:
+        error = short_error(str(exc), fragments)
+        return ConnectionCheck(ok=False, latency_ms=0.0, stage="CONNECT", error=error)
+    started = time.perf_counter()
+    progress = _Progress()
+    ready = False
+    try:
+        async with asyncio.timeout(context.timeout):
+            async with smtp_session(settings, context, progress) as smtp:
+                ready = True
+                await smtp.quit()
+    except (aiosmtplib.SMTPException, OSError, SmtpRefusal) as exc:
+        if not ready:  # once logged in, only the goodbye failed: the connection is good
+            error, _, code = describe_smtp_failure(exc, settings, context.timeout)
+            return ConnectionCheck(
+                ok=False,
+                latency_ms=_since(started),
+                stage=_failed_stage(exc, progress),
+                error=short_error(error, fragments),
+                status_code=code,
+            )
+    return ConnectionCheck(ok=True, latency_ms=_since(started))
+
+
+def _failed_stage(exc: BaseException, progress: _Progress) -> str:
+    """A TLS failure is TLS even inside CONNECT (implicit TLS shakes hands on connect)."""
+    if any(isinstance(cause, ssl.SSLError) for cause in exception_chain(exc)):
+        return "TLS"
+    return progress.stage or "CONNECT"
+
+
 @dataclass(slots=True)
 class _Progress:
     accepted_code: int | None = None
     refused: dict[str, aiosmtplib.SMTPResponse] = field(default_factory=dict)
     "Recipients the server refused while it accepted the others (and the message)."
+    stage: str | None = None
+    "The step of the conversation under way: CONNECT, TLS or AUTH; None once logged in."
 
 
 def describe_partial_refusal(
@@ -471,6 +534,23 @@ def describe_partial_refusal(
 async def _deliver(
     settings: SmtpSettings, mail: EmailMessage, context: SendContext, progress: _Progress
 ) -> None:
+    async with smtp_session(settings, context, progress) as smtp:
+        refused, _ = await smtp.send_message(
+            mail, sender=settings.sender, recipients=list(settings.recipients)
+        )
+        progress.refused = dict(refused)
+        progress.accepted_code = int(aiosmtplib.SMTPStatus.completed)  # 250: DATA accepted
+        await smtp.quit()
+
+
+@asynccontextmanager
+async def smtp_session(
+    settings: SmtpSettings, context: SendContext, progress: _Progress
+) -> AsyncIterator[aiosmtplib.SMTP]:
+    """A connection to a checked address of the host, with TLS as ``security`` says and
+    logged in when a username and password are set; ``progress.stage`` names the step under
+    way. Closed on exit. The caller's ``asyncio.timeout`` bounds it."""
+    progress.stage = "CONNECT"
     targets = await resolve_smtp_host(settings.host, settings.port, context.allowed_networks)
     sock = await _open_socket(targets)
     try:
@@ -489,24 +569,27 @@ async def _deliver(
     )
     try:
         await smtp.connect()
-        if settings.security == "STARTTLS":
-            await smtp.ehlo()
-            if not smtp.supports_extension("starttls"):
-                raise SmtpRefusal(f"SMTP server {settings.host} does not offer STARTTLS")
-            await smtp.starttls()
-        if settings.username and settings.password:
-            await smtp.ehlo()
-            if not smtp.supports_extension("auth"):
-                raise SmtpRefusal(f"SMTP server {settings.host} does not offer AUTH")
-            await smtp.login(settings.username, settings.password)
-        refused, _ = await smtp.send_message(
-            mail, sender=settings.sender, recipients=list(settings.recipients)
-        )
-        progress.refused = dict(refused)
-        progress.accepted_code = int(aiosmtplib.SMTPStatus.completed)  # 250: DATA accepted
-        await smtp.quit()
+        await _negotiate(smtp, settings, progress)
+        progress.stage = None
+        yield smtp
     finally:
         smtp.close()
+
+
+async def _negotiate(smtp: aiosmtplib.SMTP, settings: SmtpSettings, progress: _Progress) -> None:
+    """STARTTLS when the channel says so (or nothing: no downgrade), then the login."""
+    if settings.security == "STARTTLS":
+        progress.stage = "TLS"
+        await smtp.ehlo()
+        if not smtp.supports_extension("starttls"):
+            raise SmtpRefusal(f"SMTP server {settings.host} does not offer STARTTLS")
+        await smtp.starttls()
+    if settings.username and settings.password:
+        progress.stage = "AUTH"
+        await smtp.ehlo()
+        if not smtp.supports_extension("auth"):
+            raise SmtpRefusal(f"SMTP server {settings.host} does not offer AUTH")
+        await smtp.login(settings.username, settings.password)
 
 
 def _refuse_plaintext_login(

@@ -76,6 +76,9 @@ MUTATIONS: dict[str, Entry] = {
         EDITORS,
     ),
     "sendTest": Entry("mutation { sendTest { results { ok } errors { code } } }", EDITORS),
+    "testSmtpConnection": Entry(
+        "mutation { testSmtpConnection { ok stage error errors { code } } }", EDITORS
+    ),
     "emitEvent": Entry(
         'mutation { emitEvent(input: {type: "test", title: "role probe"}) '
         "{ event { id } deduplicated errors { code } } }",
@@ -203,6 +206,7 @@ def test_the_table_is_the_contracts() -> None:
         "deleteChannel",
         "muteChannel",
         "sendTest",
+        "testSmtpConnection",
         "event",
         "events",
         "deliveries",

@@ -60,11 +60,13 @@ Composite = GraphQLObjectType | GraphQLInterfaceType
 
 
 def output_types() -> dict[str, Composite]:
-    """Every object and interface type reachable from Query and Mutation (through field
-    types, interfaces' implementations and unions' members)."""
+    """Every object and interface type reachable from Query, Mutation and Subscription
+    (through field types, interfaces' implementations and unions' members)."""
     graphql_schema = schema._schema
     found: dict[str, Composite] = {}
     pending: list[GraphQLNamedType] = [graphql_schema.query_type, graphql_schema.mutation_type]
+    if graphql_schema.subscription_type is not None:
+        pending.append(graphql_schema.subscription_type)
     while pending:
         current = pending.pop()
         if current.name in found:
