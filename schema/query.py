@@ -59,9 +59,16 @@ class Query:
         row = await channels.get_channel(info.context, str(id))
         return channel_from_row(row) if row else None
 
-    @strawberry.field(permission_classes=READERS)
-    async def event_types(self, info: Info) -> list[EventType]:
-        return [EventType.from_row(row) for row in await event_types.list_event_types(info.context)]
+    @strawberry.field(
+        permission_classes=READERS,
+        description="The catalog; with category, that category's types; with search, the "
+        "types whose name or description holds it (ignoring case).",
+    )
+    async def event_types(
+        self, info: Info, category: str | None = None, search: str | None = None
+    ) -> list[EventType]:
+        rows = await event_types.list_event_types(info.context, category=category, search=search)
+        return [EventType.from_row(row) for row in rows]
 
     @strawberry.field(permission_classes=EDITORS)
     async def event(self, info: Info, id: strawberry.ID) -> Event | None:
