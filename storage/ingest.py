@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+MAX_REASON = 500
+"delivery.reason's length: a longer sentence is cut rather than fail the whole emit."
 
 
 @dataclass(slots=True)
@@ -213,7 +215,9 @@ def _deliveries_for(
                 "attempt_count": 0,
                 "next_attempt_at": now if status == DeliveryStatus.PENDING else None,
                 "created_at": now,
-                "reason": decision.reason if status == DeliveryStatus.SUPPRESSED else None,
+                "reason": (
+                    decision.reason[:MAX_REASON] if status == DeliveryStatus.SUPPRESSED else None
+                ),
             }
         )
     return deliveries

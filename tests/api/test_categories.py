@@ -3,6 +3,8 @@ against the catalog, and eventTypes(category, search) filters the catalog."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api.routing_support import SAVE_WEBHOOK, deliveries, emit, save_webhook
 from tests.peers import HttpReceiver
 from tests.support import Api
@@ -84,3 +86,19 @@ async def test_event_types_filter_by_category_and_search(api: Api) -> None:
     ]
     assert await names(api, search="%") == []
     assert await names(api, category="billing") == []
+
+
+KINDS = ("Slack", "Webhook", "Email", "Discord", "Telegram", "Teams")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_every_kind_saves_and_shows_event_categories(api: Api, kind: str) -> None:
+    saved = await api.ok(
+        f"mutation($i: {kind}ChannelInput!) {{ s: save{kind}Channel(input: $i) "
+        "{ channel { id eventCategories } errors { code } } }",
+        {"i": {"name": kind, "eventCategories": ["deploy"]}},
+    )
+    assert saved["s"]["errors"] == []
+    assert saved["s"]["channel"]["eventCategories"] == ["deploy"]
+    listed = await api.ok("{ channels { name eventCategories } }")
+    assert listed["channels"] == [{"name": kind, "eventCategories": ["deploy"]}]
