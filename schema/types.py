@@ -353,7 +353,7 @@ class Delivery:
     delivered_at: datetime | None = _editors()
     reason: str | None = strawberry.field(
         permission_classes=EDITORS,
-        description="Why routing suppressed it (muted, deduplicated); null when it was sent.",
+        description="Why it was suppressed (muted, disabled, deduplicated); null when it was not.",
     )
     event_id: strawberry.Private[str]
     channel_id: strawberry.Private[str | None]
@@ -387,10 +387,18 @@ class Delivery:
             last_status_code=row.last_status_code,
             created_at=row.created_at,
             delivered_at=row.delivered_at,
-            reason=row.reason,
+            reason=_reason(row),
             event_id=row.event_id,
             channel_id=row.channel_id,
         )
+
+
+def _reason(row: tables.DeliveryRow) -> str | None:
+    # A row the worker suppressed (its channel muted or disabled after routing) keeps the
+    # worker's sentence in last_error: it is the reason all the same.
+    if row.reason is None and row.status == DeliveryStatus.SUPPRESSED:
+        return row.last_error
+    return row.reason
 
 
 # -- catalog, status, tokens, audit ------------------------------------------------------

@@ -5,9 +5,13 @@ SUPPRESSED row per channel routing would have sent it to and sends nothing."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from tests.api.routing_support import COUNTS, deliveries, emit, mute, save_webhook
 from tests.support import Api
+from tocsin.storage.claims import claim_due_deliveries, finish_without_attempt
+from tocsin.storage.types import utcnow
+from tocsin.worker_state import not_sendable
 
 EVENT_DELIVERIES = """query($id: ID!) { event(id: $id) { deliveries {
   status reason nextAttemptAt channel { name } } } }"""
@@ -64,3 +68,32 @@ async def test_a_sent_delivery_has_no_reason(api: Api) -> None:
     await save_webhook(api, "open")
     event = await emit(api, dedupKey="p-9")
     assert await rows_of(api, event["event"]["id"]) == {"open": ("PENDING", None)}
+
+
+async def test_a_row_the_worker_suppresses_gives_the_workers_reason(api: Api) -> None:
+    # given a pending delivery whose channel is disabled before the worker takes it
+    channel_id = await save_webhook(api, "hook")
+    event = await emit(api)
+    await save_webhook(api, "hook", id=channel_id, enabled=False)
+    # when the worker claims it and finds it not sendable (as worker.py does)
+    async with api.services.db.write() as session:
+        [claimed] = await claim_due_deliveries(
+            session,
+            now=utcnow(),
+            lease=timedelta(minutes=1),
+            limit=10,
+            room_per_channel=lambda _: 10,
+        )
+        verdict = not_sendable(claimed.channel, utcnow())
+        assert verdict is not None
+        await finish_without_attempt(
+            session,
+            claimed.delivery.id,
+            claimed.claim_token,
+            status=verdict[0].value,
+            reason=verdict[1],
+        )
+    # then the row says why
+    assert await rows_of(api, event["event"]["id"]) == {
+        "hook": ("SUPPRESSED", "channel is disabled")
+    }
