@@ -116,9 +116,15 @@ async def test_finished_rows_past_the_age_go_and_the_rest_stays(api: Api, receiv
     assert (await api.ok(AUDIT))["auditLog"] == audit_before
 
 
-def test_retention_days_zero_keeps_everything_and_negative_is_refused() -> None:
-    assert [j.name for j in cluster_jobs(load_settings(retention_days=0))] == ["lease-recovery"]
+def test_retention_days_zero_keeps_everything_and_negative_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TOCSIN_RETENTION_DAYS", "0")
+    assert [j.name for j in cluster_jobs(load_settings())] == ["lease-recovery"]
+    monkeypatch.setenv("TOCSIN_RETENTION_DAYS", "7")
+    assert load_settings().retention_days == 7
     assert "retention" in [j.name for j in cluster_jobs(load_settings())]
+    monkeypatch.delenv("TOCSIN_RETENTION_DAYS")
     with pytest.raises(ConfigurationError, match="TOCSIN_RETENTION_DAYS"):
         load_settings(retention_days=-1)
 
