@@ -3,6 +3,7 @@ stalls on the database, and /metrics shows the queue as the database has it."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -31,12 +32,15 @@ async def database_blocked(url: str) -> AsyncIterator[None]:
     """Another client holds the lock the worker's next turn needs: the write lock on
     SQLite, an exclusive lock on the delivery table on PostgreSQL. Reads still answer."""
     if url.startswith("sqlite"):
-        connection = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
-        connection.execute("BEGIN IMMEDIATE")
+        # In a thread: waiting here for the worker's transaction to end must not block
+        # the event loop that transaction needs to end.
+        path = url.split("///", 1)[1]
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        await asyncio.to_thread(connection.execute, "BEGIN IMMEDIATE")
         try:
             yield
         finally:
-            connection.execute("ROLLBACK")
+            await asyncio.to_thread(connection.execute, "ROLLBACK")
             connection.close()
         return
     import asyncpg
