@@ -15,7 +15,7 @@ from strawberry.types import Info
 from tocsin.channels.email import email_provider
 from tocsin.channels.registry import is_configured, kind_for
 from tocsin.resolvers import deliveries as delivery_service
-from tocsin.resolvers.pagination import Page
+from tocsin.resolvers.pagination import TOTAL_COUNT_DESCRIPTION, Page
 from tocsin.resolvers.problems import Problem
 from tocsin.schema.enums import (
     ChannelKind,
@@ -493,7 +493,7 @@ def _page_info(page: Page[Any]) -> PageInfo:
 class EventConnection:
     nodes: list[Event]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=TOTAL_COUNT_DESCRIPTION)
 
     @classmethod
     def from_page(cls, page: Page[tables.EventRow]) -> EventConnection:
@@ -508,7 +508,7 @@ class EventConnection:
 class DeliveryConnection:
     nodes: list[Delivery]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=TOTAL_COUNT_DESCRIPTION)
 
     @classmethod
     def from_page(cls, page: Page[tables.DeliveryRow]) -> DeliveryConnection:
@@ -520,7 +520,7 @@ class DeliveryConnection:
 class AuditEntryConnection:
     nodes: list[AuditEntry]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=TOTAL_COUNT_DESCRIPTION)
 
     @classmethod
     def from_page(cls, page: Page[tables.AuditEntryRow]) -> AuditEntryConnection:

@@ -85,6 +85,7 @@ class EventRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("idempotency_key", name="uq_event_idempotency_key"),
         Index("ix_event_type_dedup", "type", "dedup_key", "created_at"),
+        Index("ix_event_created_at", "created_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
