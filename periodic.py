@@ -6,7 +6,7 @@ only the holder of the outbox lock runs a runner at all).
     await runner.start()      # a task that looks every few seconds for a job that is due
     await runner.stop()
 
-Jobs: lease recovery and retention now; mute expiry joins at merge (see ``cluster_jobs``).
+Jobs: lease recovery, mute expiry and retention (``cluster_jobs``).
 Digests are scheduled by their own rows (issue 9), which are closed once by construction.
 """
 
@@ -23,15 +23,25 @@ from tocsin import metrics
 from tocsin.settings import Settings
 from tocsin.storage.database import Database
 from tocsin.storage.lease_recovery import recover_expired_leases
+from tocsin.storage.mutes import expire_mutes
 from tocsin.storage.periodic_lock import cluster_turn
 from tocsin.storage.retention import prune_finished
 from tocsin.storage.types import utcnow
 
-__all__ = ["PeriodicJob", "PeriodicRunner", "cluster_jobs", "lease_recovery", "retention"]
+__all__ = [
+    "PeriodicJob",
+    "PeriodicRunner",
+    "cluster_jobs",
+    "lease_recovery",
+    "mute_expiry",
+    "retention",
+]
 
 log = logging.getLogger("tocsin.periodic")
 
 LEASE_RECOVERY_EVERY = 30.0
+MUTE_EXPIRY_EVERY = 15.0
+"Seconds between sweeps of passed mutes (routing and the API treat them as ended at once)."
 RETENTION_EVERY = 600.0
 "Seconds between retention runs: each deletes what aged out since, in small batches."
 
@@ -51,6 +61,14 @@ async def lease_recovery(db: Database, now: datetime) -> None:
     if recovered:
         metrics.LEASE_RECOVERIES.inc(recovered)
         log.info("re-queued %d deliveries whose worker's lease ran out", recovered)
+
+
+async def mute_expiry(db: Database, now: datetime) -> None:
+    """Clear mutes whose end has passed, each with its audit entry."""
+    async with db.write() as session:
+        ended = await expire_mutes(session, now=now)
+    if ended:
+        log.info("%d channel mutes ended", len(ended))
 
 
 def retention(days: float) -> Callable[[Database, datetime], Awaitable[None]]:
@@ -78,8 +96,7 @@ def cluster_jobs(settings: Settings) -> list[PeriodicJob]:
     jobs = [PeriodicJob("lease-recovery", LEASE_RECOVERY_EVERY, lease_recovery)]
     if settings.retention_days > 0:
         jobs.append(PeriodicJob("retention", RETENTION_EVERY, retention(settings.retention_days)))
-    # Mute expiry (issue 9, i9-route): storage/mutes.py expire_mutes(session, now) is wired
-    # here at merge, as PeriodicJob("mute-expiry", 30, <a job opening db.write()>).
+    jobs.append(PeriodicJob("mute-expiry", MUTE_EXPIRY_EVERY, mute_expiry))
     return jobs
 
 

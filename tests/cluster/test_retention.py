@@ -120,7 +120,7 @@ def test_retention_days_zero_keeps_everything_and_negative_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TOCSIN_RETENTION_DAYS", "0")
-    assert [j.name for j in cluster_jobs(load_settings())] == ["lease-recovery"]
+    assert [j.name for j in cluster_jobs(load_settings())] == ["lease-recovery", "mute-expiry"]
     monkeypatch.setenv("TOCSIN_RETENTION_DAYS", "7")
     assert load_settings().retention_days == 7
     assert "retention" in [j.name for j in cluster_jobs(load_settings())]

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from tests.api.routing_support import emit, mute, save_webhook
 from tests.support import Api
+from tocsin.periodic import PeriodicRunner, cluster_jobs
 from tocsin.settings import Settings
 from tocsin.storage.database import Database
 from tocsin.storage.mutes import expire_mutes
@@ -123,3 +124,18 @@ async def test_two_processes_expiring_at_once_end_each_mute_once(
             )
         ).all()
     assert sorted(audited) == sorted([ids["passed"], ids["just"]])
+
+
+async def test_the_cluster_runner_ends_passed_mutes(api: Api, settings: Settings) -> None:
+    # given a mute that has passed, and the periodic work every worker process runs
+    now = utcnow()
+    ids = await muted_channels(api, now)
+    runner = PeriodicRunner(api.services.db, cluster_jobs(settings), tick=0)
+    # when its jobs are looked at once
+    ran = await runner.run_due(now)
+    # then the mute-expiry job ran and the passed mutes are cleared and audited
+    assert "mute-expiry" in ran
+    stored = await stored_mutes(api.services.db)
+    assert stored["passed"] is None and stored["future"] is not None
+    targets = {e["target"] for e in (await api.ok(ENDED))["auditLog"]["nodes"]}
+    assert targets == {ids["passed"], ids["just"]}
