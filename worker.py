@@ -16,6 +16,7 @@ from typing import Any
 
 from tocsin import metrics
 from tocsin.channels.base import SendResult
+from tocsin.digest_scheduler import DigestScheduler
 from tocsin.storage.claims import (
     AttemptOutcome,
     ClaimedDelivery,
@@ -86,6 +87,8 @@ class Worker:
         self._lease = timedelta(seconds=services.settings.delivery_timeout + 15)
         self._last_depth = 0.0
         self._rng = random.Random()
+        intervals = services.settings.digest_intervals
+        self._digests = DigestScheduler(services.db, intervals, on_closed=self._wake.set)
 
     @property
     def running(self) -> bool:
@@ -93,6 +96,7 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+        self._digests.wake()  # new deliveries may have opened a digest due sooner
 
     async def start(self) -> None:
         if self._services.db.is_sqlite:
@@ -106,6 +110,7 @@ class Worker:
                 )
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="tocsin-worker")
+        self._digests.start()
 
     async def _own_the_outbox(self) -> None:
         """Take the SQLite database's outbox lock (``OutboxOwnedElsewhere`` when another
@@ -133,6 +138,7 @@ class Worker:
             self._outbox_lock, self._own_lock = None, False
 
     async def stop(self) -> None:
+        await self._digests.stop()
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
