@@ -17,7 +17,13 @@ from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.context import Context
 from tocsin.resolvers.pagination import Page, paginate
 from tocsin.storage.enums import DeliveryStatus
-from tocsin.storage.tables import ChannelRow, DeliveryAttemptRow, DeliveryRow, EventRow
+from tocsin.storage.tables import (
+    ChannelRow,
+    DeliveryAttemptRow,
+    DeliveryRow,
+    DigestRow,
+    EventRow,
+)
 from tocsin.storage.types import utcnow
 from tocsin.storage.wakeup import notify_new_deliveries
 
@@ -113,6 +119,8 @@ class DeliveryQuery:
     kind: ChannelKind | None = None
     since: datetime | None = None
     until: datetime | None = None
+    digest: bool | None = None
+    "True: only deliveries that carry a digest; False: all the others."
 
 
 async def list_deliveries(
@@ -133,6 +141,10 @@ async def list_deliveries(
         stmt = stmt.where(col(DeliveryRow.created_at) >= query.since)
     if query.until is not None:
         stmt = stmt.where(col(DeliveryRow.created_at) < query.until)
+    if query.digest is not None:
+        carriers = select(col(DigestRow.delivery_id)).where(col(DigestRow.delivery_id).is_not(None))
+        carried = col(DeliveryRow.id).in_(carriers)
+        stmt = stmt.where(carried if query.digest else ~carried)
     async with ctx.db.read() as session:
         return await paginate(session, stmt, DeliveryRow.id, first=first, after=after)
 
@@ -171,6 +183,17 @@ async def delivery_counts(ctx: Context) -> dict[str, int]:
         return {status: int(count) for status, count in (await session.execute(stmt)).all()}
 
 
+async def _carrier_of(session: Any, row: DeliveryRow) -> DeliveryRow:
+    """A digest's member is sent by its digest's delivery: retrying it retries that one."""
+    if row.digest_id is None:
+        return row
+    digest = await session.get(DigestRow, row.digest_id)
+    if digest is None or digest.delivery_id in (None, row.id):
+        return row
+    carrier = await session.get(DeliveryRow, digest.delivery_id, with_for_update=True)
+    return carrier or row
+
+
 async def retry_delivery(ctx: Context, delivery_id: str) -> DeliveryRow | None:
     """Put a FAILED delivery back in the queue with a fresh retry budget."""
     async with ctx.db.write() as session:
@@ -178,6 +201,7 @@ async def retry_delivery(ctx: Context, delivery_id: str) -> DeliveryRow | None:
         row = await session.get(DeliveryRow, delivery_id, with_for_update=True)
         if row is None:
             return None
+        row = await _carrier_of(session, row)
         if row.status == DeliveryStatus.FAILED.value:
             row.status = DeliveryStatus.PENDING.value
             row.next_attempt_at = utcnow()
