@@ -126,6 +126,10 @@ async def test_critical_arrives_at_once_and_three_medium_as_one_signed_digest(
         assert member["status"] == "DELIVERED"
         assert member["digest"]["id"] == digest["id"]
         assert member["digest"]["delivery"] == {"id": carrier["id"], "status": "DELIVERED"}
+    # and the filter tells the digests' deliveries from the others
+    others = await live.ok("{ deliveries(filter: {digest: false}) { nodes { id } } }")
+    ids = {node["id"] for node in others["deliveries"]["nodes"]}
+    assert len(ids) == 4 and carrier["id"] not in ids
     # and nothing else is sent
     await asyncio.sleep(2.5)
     assert len(receiver.requests_to("/digest")) == 2
@@ -219,3 +223,23 @@ async def test_a_retry_resumes_after_the_parts_that_went_out(
     assert carrier["attemptCount"] == 2 and carrier["digest"]["partsSent"] == 3
     await asyncio.sleep(0.5)
     assert len(receiver.requests_to("/digest")) == 4
+
+
+async def test_a_digest_of_a_deleted_channel_fails_with_its_events(
+    live: Api, receiver: HttpReceiver
+) -> None:
+    channel_id = await digest_webhook(live, receiver)
+    medium = await emit_medium(live, 2)
+    deleted = await live.ok(
+        "mutation($id: ID!) { deleteChannel(id: $id) { deletedId } }", {"id": channel_id}
+    )
+    assert deleted["deleteChannel"]["deletedId"] == channel_id
+
+    async def failed() -> list[dict[str, Any]] | None:
+        rows = [await member_of(live, e) for e in medium]
+        return rows if all(row["status"] == "FAILED" for row in rows) else None
+
+    # then at the period's end the digest's delivery fails, and its events with it
+    members = await eventually(failed, timeout=10)
+    assert members[0]["digest"]["delivery"]["status"] == "FAILED"
+    assert receiver.requests_to("/digest") == []
