@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -24,6 +25,8 @@ MAX_SLEEP = 30.0
 "Seconds; the longest sleep without a look, should a wake-up from another process be missed."
 MIN_SLEEP = 0.05
 "Seconds; a due digest another process holds (joining or closing it) is looked at again."
+MIN_GAP = 0.25
+"Seconds between two looks however often commits wake it (a new digest is due in >= 1 s)."
 
 
 class DigestScheduler:
@@ -54,7 +57,10 @@ class DigestScheduler:
             self._task = None
 
     async def _run(self) -> None:
+        last = -MIN_GAP
         while True:
+            await asyncio.sleep(max(last + MIN_GAP - time.monotonic(), 0))
+            last = time.monotonic()
             self._wake.clear()
             try:
                 delay = await self.close_due()
