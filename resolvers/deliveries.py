@@ -15,15 +15,10 @@ from strawberry.dataloader import DataLoader
 from tocsin.channels.registry import ChannelKind
 from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.context import Context
+from tocsin.resolvers.digests import carrier_of, digest_carriers
 from tocsin.resolvers.pagination import Page, paginate
 from tocsin.storage.enums import DeliveryStatus
-from tocsin.storage.tables import (
-    ChannelRow,
-    DeliveryAttemptRow,
-    DeliveryRow,
-    DigestRow,
-    EventRow,
-)
+from tocsin.storage.tables import ChannelRow, DeliveryAttemptRow, DeliveryRow, EventRow
 from tocsin.storage.types import utcnow
 from tocsin.storage.wakeup import notify_new_deliveries
 
@@ -142,8 +137,7 @@ async def list_deliveries(
     if query.until is not None:
         stmt = stmt.where(col(DeliveryRow.created_at) < query.until)
     if query.digest is not None:
-        carriers = select(col(DigestRow.delivery_id)).where(col(DigestRow.delivery_id).is_not(None))
-        carried = col(DeliveryRow.id).in_(carriers)
+        carried = col(DeliveryRow.id).in_(digest_carriers())
         stmt = stmt.where(carried if query.digest else ~carried)
     async with ctx.db.read() as session:
         return await paginate(session, stmt, DeliveryRow.id, first=first, after=after)
@@ -183,17 +177,6 @@ async def delivery_counts(ctx: Context) -> dict[str, int]:
         return {status: int(count) for status, count in (await session.execute(stmt)).all()}
 
 
-async def _carrier_of(session: Any, row: DeliveryRow) -> DeliveryRow:
-    """A digest's member is sent by its digest's delivery: retrying it retries that one."""
-    if row.digest_id is None:
-        return row
-    digest = await session.get(DigestRow, row.digest_id)
-    if digest is None or digest.delivery_id in (None, row.id):
-        return row
-    carrier = await session.get(DeliveryRow, digest.delivery_id, with_for_update=True)
-    return carrier or row
-
-
 async def retry_delivery(ctx: Context, delivery_id: str) -> DeliveryRow | None:
     """Put a FAILED delivery back in the queue with a fresh retry budget."""
     async with ctx.db.write() as session:
@@ -201,7 +184,7 @@ async def retry_delivery(ctx: Context, delivery_id: str) -> DeliveryRow | None:
         row = await session.get(DeliveryRow, delivery_id, with_for_update=True)
         if row is None:
             return None
-        row = await _carrier_of(session, row)
+        row = await carrier_of(session, row)
         if row.status == DeliveryStatus.FAILED.value:
             row.status = DeliveryStatus.PENDING.value
             row.next_attempt_at = utcnow()

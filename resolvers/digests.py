@@ -5,15 +5,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from strawberry.dataloader import DataLoader
 
 from tocsin.resolvers.context import Context
 from tocsin.storage.tables import DeliveryRow, DigestRow, EventRow
 
-__all__ = ["delivery_loader", "digest_loader", "due_at", "events_loader"]
+__all__ = [
+    "carrier_of",
+    "delivery_loader",
+    "digest_carriers",
+    "digest_loader",
+    "due_at",
+    "events_loader",
+]
 
 
 async def _digests_by_id(ctx: Context, ids: list[str]) -> list[DigestRow | None]:
@@ -77,3 +86,20 @@ def due_at(ctx: Context, row: DigestRow) -> datetime:
         return row.period_end
     seconds = ctx.settings.digest_intervals.get(row.priority, 0)
     return row.period_start + timedelta(seconds=seconds)
+
+
+def digest_carriers() -> Any:
+    """The ids of the deliveries that carry a digest (a subquery)."""
+    return select(col(DigestRow.delivery_id)).where(col(DigestRow.delivery_id).is_not(None))
+
+
+async def carrier_of(session: AsyncSession, row: DeliveryRow) -> DeliveryRow:
+    """The delivery that sends ``row``: a digest's member is sent by its digest's delivery
+    (retrying the member retries that one); any other delivery by itself."""
+    if row.digest_id is None:
+        return row
+    digest = await session.get(DigestRow, row.digest_id)
+    if digest is None or digest.delivery_id in (None, row.id):
+        return row
+    carrier = await session.get(DeliveryRow, digest.delivery_id, with_for_update=True)
+    return carrier or row
