@@ -16,6 +16,7 @@ from typing import Any
 
 from tocsin import metrics
 from tocsin.channels.base import SendResult
+from tocsin.digest_scheduler import DigestScheduler
 from tocsin.periodic import PeriodicRunner, cluster_jobs
 from tocsin.storage.claims import (
     AttemptOutcome,
@@ -90,6 +91,8 @@ class Worker:
         self.last_turn = time.monotonic()
         "When the loop last began a turn (monotonic): what /readyz's heartbeat looks at."
         self._periodic: PeriodicRunner | None = None
+        intervals = services.settings.digest_intervals
+        self._digests = DigestScheduler(services.db, intervals, on_closed=self._wake.set)
 
     @property
     def running(self) -> bool:
@@ -97,6 +100,7 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+        self._digests.wake()  # new deliveries may have opened a digest due sooner
 
     async def start(self) -> None:
         if self._services.db.is_sqlite:
@@ -114,6 +118,7 @@ class Worker:
         # On SQLite this worker owns the outbox now; on PostgreSQL the jobs take turns.
         self._periodic = PeriodicRunner(self._services.db, cluster_jobs(self._services.settings))
         await self._periodic.start()
+        self._digests.start()
 
     async def _own_the_outbox(self) -> None:
         """Take the SQLite database's outbox lock (``OutboxOwnedElsewhere`` when another
@@ -146,6 +151,7 @@ class Worker:
         if self._periodic is not None:
             await self._periodic.stop()
             self._periodic = None
+        await self._digests.stop()
         if self._listener is not None:
             await self._listener.close()
             self._listener = None

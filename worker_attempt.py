@@ -22,6 +22,7 @@ from tocsin.storage.claims import ClaimedDelivery
 from tocsin.storage.database import Database
 from tocsin.storage.secretbox import SecretBox
 from tocsin.storage.tables import ChannelRow
+from tocsin.worker_digest import attempt_digest
 
 __all__ = ["WorkerServices", "attempt", "frames"]
 
@@ -71,6 +72,8 @@ async def attempt(
             config=channel.config,
             secrets=decrypt_secrets(services.box, channel),
         )
+        if delivery.digest_id is not None:
+            return await attempt_digest(claimed, destination, context, services.db)
         return await _send_in_time(destination, message, context, started)
     except Exception as exc:
         log.error(

@@ -140,6 +140,7 @@ def _recorded(
         next_attempt_at=state.next_attempt_at,
         finished_at=now,
         fallback_retry_at=state.retry_at,
+        digest_id=claimed.delivery.digest_id,
     )
 
 

@@ -1,4 +1,7 @@
-"""Generic webhooks: the contract's JSON body, Standard Webhooks signing when a secret is set."""
+"""Generic webhooks: the contract's JSON body, Standard Webhooks signing when a secret is set.
+
+A digest is one request (never split) whose body holds the single-event body of each event
+(CONTRACT section 7), signed like any other with the digest's delivery id."""
 
 from __future__ import annotations
 
@@ -12,7 +15,15 @@ import httpx
 
 from tocsin import __version__
 from tocsin.channels import fields
-from tocsin.channels.base import Destination, Field, Kind, Message, SendContext, SendResult
+from tocsin.channels.base import (
+    Destination,
+    Digest,
+    Field,
+    Kind,
+    Message,
+    SendContext,
+    SendResult,
+)
 from tocsin.channels.http import post
 from tocsin.channels.rendering import as_utc, truncate
 from tocsin.channels.signing import signature_headers
@@ -34,6 +45,21 @@ def webhook_payload(message: Message, *, sent_at: datetime) -> dict[str, Any]:
         "detail": message.detail,
         "metadata": dict(message.metadata),
         "occurred_at": as_utc(message.occurred_at).isoformat(),
+        "sent_at": as_utc(sent_at).isoformat(),
+        "tocsin_version": __version__,
+    }
+
+
+def digest_payload(digest: Digest, *, sent_at: datetime) -> dict[str, Any]:
+    """The digest body: the contract's fields, plus which digest and priority it is."""
+    return {
+        "id": digest.delivery_id,
+        "digest": True,
+        "digest_id": digest.digest_id,
+        "priority": digest.priority,
+        "period_start": as_utc(digest.period_start).isoformat(),
+        "period_end": as_utc(digest.period_end).isoformat(),
+        "events": [webhook_payload(message, sent_at=sent_at) for message in digest.messages],
         "sent_at": as_utc(sent_at).isoformat(),
         "tocsin_version": __version__,
     }
@@ -89,25 +115,39 @@ class WebhookSender(Kind):
     def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
         return webhook_payload(message, sent_at=datetime.now(UTC))
 
+    def render_digest(
+        self, destination: Destination, digest: Digest, context: SendContext
+    ) -> list[Any]:
+        # One part: a receiver gets the whole digest or, on failure, all of it again.
+        return [digest_payload(digest, sent_at=datetime.now(UTC))]
+
     async def send(
         self, destination: Destination, message: Message, context: SendContext
+    ) -> SendResult:
+        return await self.send_rendered(
+            destination, self.render(destination, message, context), context
+        )
+
+    async def send_rendered(
+        self, destination: Destination, rendered: Any, context: SendContext
     ) -> SendResult:
         url = destination.secrets.get("url")
         if not url:
             return SendResult(ok=False, latency_ms=0.0, error="webhook URL is not set")
         try:
-            body = webhook_body(self.render(destination, message, context))
+            body = webhook_body(rendered)
         except ValueError:  # NaN or Infinity: the body would not be JSON
             return SendResult(ok=False, latency_ms=0.0, error=NOT_JSON)
+        delivery_id = str(rendered["id"])
         try:
             headers = custom_headers(destination.secrets.get("headers") or {})
             headers["Content-Type"] = "application/json"
             # The delivery id, the same on every retry, lets any receiver drop repeats
             # (CONTRACT section 4), signed or not; a signing secret adds the signature.
-            headers["webhook-id"] = message.delivery_id
+            headers["webhook-id"] = delivery_id
             secret = destination.secrets.get("signing_secret")
             if secret:
-                headers.update(signature_headers(secret, message.delivery_id, body))
+                headers.update(signature_headers(secret, delivery_id, body))
         except ValueError as exc:  # InvalidSigningSecret included; messages carry no secret
             return SendResult(ok=False, latency_ms=0.0, error=str(exc))
         return await post(context, destination, url, content=body, headers=headers)

@@ -15,6 +15,7 @@ from strawberry.dataloader import DataLoader
 from tocsin.channels.registry import ChannelKind
 from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.context import Context
+from tocsin.resolvers.digests import carrier_of, digest_carriers
 from tocsin.resolvers.pagination import Page, paginate
 from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.tables import ChannelRow, DeliveryAttemptRow, DeliveryRow, EventRow
@@ -113,6 +114,8 @@ class DeliveryQuery:
     kind: ChannelKind | None = None
     since: datetime | None = None
     until: datetime | None = None
+    digest: bool | None = None
+    "True: only deliveries that carry a digest; False: all the others."
 
 
 async def list_deliveries(
@@ -133,6 +136,9 @@ async def list_deliveries(
         stmt = stmt.where(col(DeliveryRow.created_at) >= query.since)
     if query.until is not None:
         stmt = stmt.where(col(DeliveryRow.created_at) < query.until)
+    if query.digest is not None:
+        carried = col(DeliveryRow.id).in_(digest_carriers())
+        stmt = stmt.where(carried if query.digest else ~carried)
     async with ctx.db.read() as session:
         return await paginate(session, stmt, DeliveryRow.id, first=first, after=after)
 
@@ -178,6 +184,7 @@ async def retry_delivery(ctx: Context, delivery_id: str) -> DeliveryRow | None:
         row = await session.get(DeliveryRow, delivery_id, with_for_update=True)
         if row is None:
             return None
+        row = await carrier_of(session, row)
         if row.status == DeliveryStatus.FAILED.value:
             row.status = DeliveryStatus.PENDING.value
             row.next_attempt_at = utcnow()

@@ -8,6 +8,7 @@ from tocsin.channels.registry import ChannelKind
 from tocsin.storage.enums import (
     DeliveryMode,
     DeliveryStatus,
+    DigestStatus,
     EmailProvider,
     Priority,
     Role,
@@ -18,6 +19,7 @@ __all__ = [
     "ChannelKind",
     "DeliveryMode",
     "DeliveryStatus",
+    "DigestStatus",
     "EmailProvider",
     "Priority",
     "Role",
@@ -33,3 +35,4 @@ strawberry.enum(DeliveryStatus)
 strawberry.enum(SmtpSecurity)
 strawberry.enum(Role)
 strawberry.enum(EmailProvider)
+strawberry.enum(DigestStatus)

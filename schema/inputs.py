@@ -170,6 +170,10 @@ class DeliveryFilter:
     kind: ChannelKind | None = None
     since: datetime | None = None
     until: datetime | None = None
+    digest: bool | None = strawberry.field(
+        default=None,
+        description="true: only the deliveries that carry a digest; false: none of them.",
+    )
 
 
 @strawberry.input

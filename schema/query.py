@@ -106,6 +106,7 @@ class Query:
                 kind=filter.kind,
                 since=filter.since,
                 until=filter.until,
+                digest=filter.digest,
             )
         page = await deliveries.list_deliveries(
             info.context, first=20 if first is None else first, after=after, query=query

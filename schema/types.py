@@ -15,12 +15,14 @@ from strawberry.types import Info
 from tocsin.channels.email import email_provider
 from tocsin.channels.registry import is_configured, kind_for
 from tocsin.resolvers import deliveries as delivery_service
+from tocsin.resolvers import digests as digest_service
 from tocsin.resolvers.pagination import TOTAL_COUNT_DESCRIPTION, Page
 from tocsin.resolvers.problems import Problem
 from tocsin.schema.enums import (
     ChannelKind,
     DeliveryMode,
     DeliveryStatus,
+    DigestStatus,
     EmailProvider,
     Priority,
     Role,
@@ -357,6 +359,18 @@ class Delivery:
     )
     event_id: strawberry.Private[str]
     channel_id: strawberry.Private[str | None]
+    digest_id: strawberry.Private[str | None] = None
+
+    @strawberry.field(
+        permission_classes=EDITORS,
+        description="The digest this delivery's event waits in or went out with, "
+        "or that this delivery carries; null outside digests.",
+    )
+    async def digest(self, info: Info) -> Digest | None:
+        if self.digest_id is None:
+            return None
+        row = await digest_service.digest_loader(info.context).load(self.digest_id)
+        return Digest.from_row(row, info.context) if row else None
 
     @strawberry.field(permission_classes=EDITORS)
     async def event(self, info: Info) -> Event:
@@ -390,6 +404,75 @@ class Delivery:
             reason=_reason(row),
             event_id=row.event_id,
             channel_id=row.channel_id,
+            digest_id=row.digest_id,
+        )
+
+
+@strawberry.type(
+    description="A DIGEST channel's events of one priority in one period, sent as one "
+    "message (split into consecutive parts where a service's limits demand it)."
+)
+class Digest:
+    id: strawberry.ID = _editors()
+    channel_kind: ChannelKind = _editors()
+    priority: Priority = _editors()
+    status: DigestStatus = _editors()
+    period_start: datetime = _editors()
+    period_end: datetime = strawberry.field(
+        permission_classes=EDITORS,
+        description="When the digest was closed; while it is open, when its period ends.",
+    )
+    event_count: int = _editors()
+    parts_sent: int = strawberry.field(
+        permission_classes=EDITORS, description="Messages of the digest sent so far."
+    )
+    channel_id: strawberry.Private[str | None]
+    delivery_id: strawberry.Private[str | None]
+
+    @strawberry.field(permission_classes=EDITORS)
+    async def channel(self, info: Info) -> Channel | None:
+        if self.channel_id is None:
+            return None
+        row = await delivery_service.channel_loader(info.context).load(self.channel_id)
+        return channel_from_row(row) if row else None
+
+    @strawberry.field(permission_classes=EDITORS, description="The events in it, oldest first.")
+    async def events(self, info: Info) -> list[Event]:
+        rows = await digest_service.events_loader(info.context).load(str(self.id))
+        return [Event.from_row(row) for row in rows]
+
+    @strawberry.field(
+        permission_classes=EDITORS,
+        description="The delivery that carries it (its row in the delivery log); "
+        "null while it is open.",
+    )
+    async def delivery(self, info: Info) -> Delivery | None:
+        row = await self._delivery_row(info)
+        return Delivery.from_row(row) if row else None
+
+    @strawberry.field(permission_classes=EDITORS, description="When its delivery succeeded.")
+    async def sent_at(self, info: Info) -> datetime | None:
+        row = await self._delivery_row(info)
+        return row.delivered_at if row else None
+
+    async def _delivery_row(self, info: Info) -> tables.DeliveryRow | None:
+        if self.delivery_id is None:
+            return None
+        return await digest_service.delivery_loader(info.context).load(self.delivery_id)
+
+    @classmethod
+    def from_row(cls, row: tables.DigestRow, ctx: Any) -> Digest:
+        return cls(
+            id=strawberry.ID(row.id),
+            channel_kind=ChannelKind(row.channel_kind),
+            priority=Priority(row.priority),
+            status=DigestStatus(row.status),
+            period_start=row.period_start,
+            period_end=digest_service.due_at(ctx, row),
+            event_count=row.event_count,
+            parts_sent=row.parts_sent,
+            channel_id=row.channel_id,
+            delivery_id=row.delivery_id,
         )
 
 

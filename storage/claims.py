@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from tocsin.storage.digests import settle_members
 from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.outbox_lock import OutboxLock
 from tocsin.storage.tables import ChannelRow, DeliveryAttemptRow, DeliveryRow, EventRow
@@ -206,6 +207,8 @@ class AttemptOutcome:
     finished_at: datetime
     fallback_retry_at: datetime | None = None
     "When to send again if this outcome cannot be stored; None: it was the last try."
+    digest_id: str | None = None
+    "The digest this delivery carries: its members take its final status."
 
 
 def _held_under(statement: Any) -> Any:
@@ -274,6 +277,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutco
     ]
     await session.execute(_ADD_ATTEMPT, rows)
     await session.execute(_FINISH, rows)
+    await settle_members(session, [o.delivery_id for o in outcomes if o.digest_id])
 
 
 async def retry_unrecorded(session: AsyncSession, outcome: AttemptOutcome, *, reason: str) -> None:
@@ -291,6 +295,8 @@ async def retry_unrecorded(session: AsyncSession, outcome: AttemptOutcome, *, re
         ),
         {"b_id": outcome.delivery_id, "b_token": outcome.claim_token},
     )
+    if outcome.digest_id and not retry_at:
+        await settle_members(session, [outcome.delivery_id])
 
 
 async def finish_without_attempt(
@@ -303,6 +309,7 @@ async def finish_without_attempt(
         ),
         {"b_id": delivery_id, "b_token": claim_token},
     )
+    await settle_members(session, [delivery_id])  # rare: whatever it carries ends with it
 
 
 async def queue_depth(session: AsyncSession) -> int:

@@ -39,6 +39,15 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"
     SUPPRESSED = "SUPPRESSED"
+    BATCHED = "BATCHED"
+    "Held in its channel's open digest; never claimed itself (``storage/digests.py``)."
+
+
+class DigestStatus(StrEnum):
+    """A digest collects events while OPEN; closed, its own delivery carries them."""
+
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
 
 
 class RouteOutcome(StrEnum):

@@ -2,8 +2,9 @@
 accepted is ever lost; idempotency keys replay an earlier emit, dedup keys record a
 twin without sending it.
 
-A delivery written here starts PENDING (or SUPPRESSED); ``storage/claims.py`` takes it
-from there, and ``storage/wakeup.py`` tells the workers it exists.
+A delivery written here starts PENDING (or SUPPRESSED, or BATCHED in its channel's open
+digest: ``storage/digests.py``); ``storage/claims.py`` takes it from there, and
+``storage/wakeup.py`` tells the workers it exists.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from tocsin.storage.digests import join_digests
 from tocsin.storage.enums import DeliveryStatus, RouteOutcome
 from tocsin.storage.tables import ChannelRow, DeliveryRow, EventRow, EventTypeRow
 from tocsin.storage.types import new_id
@@ -144,6 +146,8 @@ async def write_events(
     if event_rows:
         await session.execute(insert(EventRow), event_rows)
     if delivery_rows:
+        priorities = {values["id"]: values["priority"] for values in event_rows}
+        await join_digests(session, delivery_rows, priorities=priorities)
         await session.execute(insert(DeliveryRow), delivery_rows)
         await notify_new_deliveries(session)
     return results
@@ -203,7 +207,6 @@ def _deliveries_for(
         decision = judge(matches(channel, new, now), dedup)
         if decision.outcome is RouteOutcome.SKIPPED:
             continue
-        # DIGEST is sent at once until digests are rows (issue 9).
         status = _STATUS_OF[decision.outcome]
         deliveries.append(
             {
@@ -225,7 +228,7 @@ def _deliveries_for(
 
 _STATUS_OF = {
     RouteOutcome.SEND: DeliveryStatus.PENDING.value,
-    RouteOutcome.DIGEST: DeliveryStatus.PENDING.value,
+    RouteOutcome.DIGEST: DeliveryStatus.BATCHED.value,
     RouteOutcome.SUPPRESSED: DeliveryStatus.SUPPRESSED.value,
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from tocsin.storage.types import UTCDateTime, new_id, utcnow
@@ -138,6 +138,43 @@ class DeliveryRow(SQLModel, table=True):
     delivered_at: datetime | None = _utc(nullable=True)
     reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
     "Why routing suppressed it (muted, deduplicated); null for a delivery routing sent."
+    digest_id: str | None = Field(default=None, max_length=32, index=True)
+    "The digest this event's delivery is batched in, or that this delivery carries."
+
+
+class DigestRow(SQLModel, table=True):
+    """One channel's events of one priority in one period (``storage/digests.py``)."""
+
+    __tablename__ = "digest"
+    __table_args__ = (
+        # At most one open digest per channel and priority, whoever writes at once.
+        Index(
+            "uq_digest_open",
+            "channel_id",
+            "priority",
+            unique=True,
+            sqlite_where=text("status = 'OPEN'"),
+            postgresql_where=text("status = 'OPEN'"),
+        ),
+        Index("ix_digest_due", "status", "period_start"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    channel_id: str | None = Field(
+        default=None,
+        sa_column=Column(String(32), ForeignKey("channel.id", ondelete="SET NULL"), nullable=True),
+    )
+    channel_kind: str = Field(max_length=16)
+    priority: str = Field(max_length=16)
+    status: str = Field(default="OPEN", max_length=16)
+    event_count: int = 0
+    period_start: datetime = _utc()
+    period_end: datetime | None = _utc(nullable=True)
+    "When it was closed; None while it is open."
+    delivery_id: str | None = Field(default=None, max_length=32, index=True)
+    "The delivery that carries it, from its closing on."
+    parts_sent: int = 0
+    "Messages of it that went out, so that a retry resumes after them."
 
 
 class DeliveryAttemptRow(SQLModel, table=True):

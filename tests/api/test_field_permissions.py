@@ -25,7 +25,7 @@ from tocsin.schema import schema
 from tocsin.storage.enums import Role
 
 Composite = GraphQLObjectType | GraphQLInterfaceType
-CONTENT_TYPES = {"Event", "Delivery", "DeliveryAttempt"}
+CONTENT_TYPES = {"Event", "Delivery", "DeliveryAttempt", "Digest"}
 # Free-text outcomes of a delivery or a test send: a receiver's answer may quote anything.
 OUTCOME_FIELDS = {("ChannelTestResult", "error")}
 
