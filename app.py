@@ -14,10 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.http.ides import get_graphql_ide_html
 
 from tocsin import metrics
 from tocsin.channels.registry import ChannelKind
@@ -29,12 +28,12 @@ from tocsin.services import Services, open_services
 from tocsin.settings import Settings, load_settings
 from tocsin.storage.enums import Role
 from tocsin.storage.outbox_lock import OutboxLock
+from tocsin.web.routes import graphiql_page, web_routes
 
 log = logging.getLogger("tocsin.http")
 access_log = logging.getLogger("tocsin.access")
 
 MAX_BODY = 1024 * 1024
-GRAPHIQL = get_graphql_ide_html("graphiql")
 
 
 def _error(status: int, message: str, code: str) -> JSONResponse:
@@ -73,7 +72,7 @@ async def authenticate(request: Request) -> Principal | None:
 async def graphql_endpoint(request: Request) -> Response:
     if request.method == "GET":
         if "text/html" in request.headers.get("accept", ""):
-            return HTMLResponse(GRAPHIQL)
+            return graphiql_page()
         return _error(405, "Send GraphQL operations with POST.", "METHOD_NOT_ALLOWED")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
@@ -290,5 +289,6 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
+        *web_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessLog)])
