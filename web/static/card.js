@@ -33,6 +33,9 @@ export class NotificationsCard {
 
   wire() {
     fill($("kind"), KINDS.map((k) => h("option", { value: k.kind }, k.label)));
+    // Until the channels are read, there is nothing to edit (and no edit to lose to the load).
+    $("kind").disabled = true;
+    $("channel-state").textContent = "Loading the channels…";
     $("kind").addEventListener("change", () => this.show($("kind").value));
     $("channel-form").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -43,7 +46,7 @@ export class NotificationsCard {
     $("all-channels-link").addEventListener("click", () => {
       $("channels").hidden = false;
     });
-    if (!this.editable) $("save").disabled = true;
+    $("save").disabled = true;
   }
 
   /** Reads every channel and the status, then shows the current kind. */
@@ -61,6 +64,8 @@ export class NotificationsCard {
     if (channelId) this.selectedId = channelId;
     this.renderChannelList();
     this.show(this.kind);
+    $("kind").disabled = false;
+    $("save").disabled = !this.editable;
   }
 
   /** The channel the card edits: the chosen one of this kind, else the first of the kind. */

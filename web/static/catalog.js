@@ -55,8 +55,10 @@ export class Catalog {
       control.checked = type.enabled;
       $("events-error").textContent = error.message;
     } finally {
-      control.disabled = false;
+      const id = control.id;
       await this.load();
+      const again = $(id); // the list was rebuilt: keep the keyboard where it was
+      if (again) again.focus();
     }
   }
 }

@@ -57,8 +57,15 @@ export class DeliveryLog {
   }
 
   render(connection) {
+    const shown = JSON.stringify([connection, [...this.expanded], [...this.attempts]]);
+    if (shown === this.shown) return; // unchanged: keep the DOM (and a screen reader) still
+    this.shown = shown;
+    // a refresh must not take the keyboard focus away from the row it was on
+    const focused = document.activeElement && document.activeElement.dataset.key;
     const rows = connection.nodes.flatMap((d) => this.rows(d));
     fill($("deliveries-rows"), rows);
+    const again = focused && $("deliveries-rows").querySelector(`[data-key="${CSS.escape(focused)}"]`);
+    if (again) again.focus();
     $("deliveries-state").textContent = connection.totalCount
       ? `${connection.nodes.length} of ${connection.totalCount} deliveries.`
       : "No deliveries yet.";
@@ -66,21 +73,24 @@ export class DeliveryLog {
 
   rows(delivery) {
     const open = this.expanded.has(delivery.id);
-    const actions = h("td", { className: "actions" },
-      h("button", { type: "button", "aria-expanded": String(open),
+    const actions = h("td", {}, h("div", { className: "row-actions" },
+      h("button", { type: "button", "aria-expanded": String(open), "data-key": `attempts-${delivery.id}`,
         onclick: () => this.toggleAttempts(delivery) },
         open ? "Hide attempts" : "Attempts"),
       delivery.status === "FAILED"
-        ? h("button", { type: "button", onclick: (e) => this.retry(delivery, e.currentTarget) },
+        ? h("button", { type: "button", "data-key": `retry-${delivery.id}`,
+            onclick: (e) => this.retry(delivery, e.currentTarget) },
             "Retry", h("span", { className: "visually-hidden" }, ` ${delivery.event.type} to ${channelName(delivery)}`))
-        : null);
+        : null));
+    // data-label: the column's name, shown before each value when the table is stacked (narrow)
+    const cell = (label, content, className = null) => h("td", { "data-label": label, className }, content);
     const row = h("tr", { className: `status-${delivery.status.toLowerCase()}` },
-      h("td", {}, h("time", { datetime: delivery.createdAt }, when(delivery.createdAt))),
-      h("td", {}, delivery.event.type),
-      h("td", {}, channelName(delivery)),
-      h("td", {}, h("span", { className: "pill" }, delivery.status)),
-      h("td", {}, String(delivery.attemptCount)),
-      h("td", { className: "error-text" }, delivery.lastError || ""),
+      cell("Time", h("time", { datetime: delivery.createdAt }, when(delivery.createdAt))),
+      cell("Event type", delivery.event.type, "code"),
+      cell("Channel", channelName(delivery)),
+      cell("Status", h("span", { className: "pill" }, delivery.status)),
+      cell("Attempts", String(delivery.attemptCount)),
+      cell("Last error", delivery.lastError || "", "error-text"),
       actions);
     if (!open) return [row];
     return [row, h("tr", { className: "attempts-row" }, h("td", { colspan: "7" }, this.attemptList(delivery)))];
