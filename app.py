@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,7 +28,7 @@ from tocsin.services import Services, open_services
 from tocsin.settings import Settings, load_settings
 from tocsin.storage.enums import Role
 from tocsin.storage.outbox_lock import OutboxLock
-from tocsin.web.routes import graphiql_page, web_routes
+from tocsin.web.routes import GRAPHIQL_HTML, graphiql_headers, web_routes
 
 log = logging.getLogger("tocsin.http")
 access_log = logging.getLogger("tocsin.access")
@@ -72,7 +72,7 @@ async def authenticate(request: Request) -> Principal | None:
 async def graphql_endpoint(request: Request) -> Response:
     if request.method == "GET":
         if "text/html" in request.headers.get("accept", ""):
-            return graphiql_page()
+            return HTMLResponse(GRAPHIQL_HTML, headers=graphiql_headers())
         return _error(405, "Send GraphQL operations with POST.", "METHOD_NOT_ALLOWED")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:

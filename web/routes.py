@@ -71,9 +71,9 @@ async def settings_page(request: Request) -> Response:
     return HTMLResponse(INDEX_HTML, headers=page_headers())
 
 
-def graphiql_page() -> Response:
-    """The GraphiQL page, whose scripts and styles are all served from /static/vendor/."""
-    return HTMLResponse(GRAPHIQL_HTML, headers=page_headers(GRAPHIQL_CSP))
+def graphiql_headers() -> dict[str, str]:
+    """Headers of the GraphiQL page (GRAPHIQL_HTML), whose files are all in /static/vendor/."""
+    return page_headers(GRAPHIQL_CSP)
 
 
 def web_routes() -> list[BaseRoute]:
