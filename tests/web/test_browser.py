@@ -126,6 +126,134 @@ async def test_a_viewer_sees_the_card_read_only_with_the_reason(
     await expect(page.get_by_text("read-only").first).to_be_visible()
     await expect(page.get_by_role("button", name=re.compile("^Activity"))).to_be_hidden()
     await expect(page.get_by_role("region", name="Delivery log")).to_be_hidden()
+    await expect(page.get_by_role("switch", name="refresh_failed")).to_be_disabled()
+
+
+SECTION_6 = {
+    "Slack": ["Slack Webhook URL", "Bot Token", "Slack Channel"],
+    "Webhook": ["Webhook URL", "Signing Secret"],
+    "Email": [
+        "Provider",
+        "Email To",
+        "SMTP Host",
+        "SMTP Port",
+        "Security",
+        "SMTP Username",
+        "SMTP Password",
+        "From Address",
+    ],
+    "Discord": ["Discord Webhook URL"],
+    "Telegram": ["Bot Token", "Chat ID"],
+    "Teams": ["Teams Webhook URL"],
+}
+ROUTING = ["Event types", "Categories", "Minimum priority", "Mode", "Mute until"]
+
+
+async def test_each_kind_shows_its_fields_under_the_contracts_labels(tab: Tab) -> None:
+    await tab.sign_in()
+    page = tab.page
+    picker = page.get_by_label("Channel", exact=True)
+    await expect(picker).to_be_enabled()
+    options = await picker.locator("option").all_inner_texts()
+    assert options == list(SECTION_6)
+    for kind, labels in SECTION_6.items():
+        await picker.select_option(label=kind)
+        for label in [*labels, *ROUTING]:
+            await expect(card(tab).get_by_label(label, exact=True)).to_be_visible()
+    await picker.select_option(label="Email")
+    await expect(page.get_by_label("SMTP Port")).to_have_value("587")
+    await expect(page.get_by_label("Security")).to_have_value("STARTTLS")
+    await expect(page.get_by_role("button", name="Test Connection")).to_be_visible()
+    await page.get_by_label("Provider").select_option(label="SendGrid")
+    await expect(page.get_by_label("SendGrid API Key")).to_be_visible()
+    await expect(page.get_by_label("SMTP Host")).to_be_hidden()
+    await expect(page.get_by_role("button", name="Test Connection")).to_be_hidden()
+
+
+async def test_routing_fields_are_saved_with_the_channel(
+    tab: Tab, web_server: TocsinServer, receiver: HttpReceiver
+) -> None:
+    await tab.sign_in()
+    page = tab.page
+    await page.get_by_label("Channel", exact=True).select_option(label="Telegram")
+    await page.get_by_label("Display name").fill("ops telegram")
+    await page.get_by_label("Bot Token").fill("123456:" + "A" * 35)
+    await page.get_by_label("Chat ID").fill("-100123")
+    await page.get_by_label("Event types").fill("refresh_failed, deploy_succeeded")
+    await page.get_by_label("Minimum priority").select_option("HIGH")
+    await page.get_by_label("Mode").select_option("DIGEST")
+    await page.get_by_label("Mute until").fill("2031-01-02T03:04")
+    await page.get_by_role("button", name="Save Changes").click()
+    await expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    data = await web_server.ok(
+        "{ channels(kind: TELEGRAM) { name eventTypes minPriority mode mutedUntil"
+        " ... on TelegramChannel { botTokenSet chatId } } }"
+    )
+    [channel] = data["channels"]
+    assert channel["name"] == "ops telegram" and channel["botTokenSet"] is True
+    assert sorted(channel["eventTypes"]) == ["deploy_succeeded", "refresh_failed"]
+    assert (channel["minPriority"], channel["mode"], channel["chatId"]) == (
+        "HIGH",
+        "DIGEST",
+        "-100123",
+    )
+    assert channel["mutedUntil"].startswith("2031-01-0")
+    await page.reload()
+    await page.get_by_label("Channel", exact=True).select_option(label="Telegram")
+    await expect(page.get_by_label("Minimum priority")).to_have_value("HIGH")
+    await expect(page.get_by_label("Mode")).to_have_value("DIGEST")
+    await expect(page.get_by_label("Event types")).to_have_value("deploy_succeeded, refresh_failed")
+    await expect(page.get_by_label("Mute until")).to_have_value("2031-01-02T03:04")
+    html = await page.content()
+    assert "A" * 35 not in html
+
+
+async def test_clear_removes_a_saved_secret(tab: Tab, web_server: TocsinServer) -> None:
+    await tab.sign_in()
+    page = tab.page
+    await page.get_by_label("Channel", exact=True).select_option(label="Teams")
+    await page.get_by_label("Teams Webhook URL").fill("https://example.com/teams/hook-9f1c")
+    await page.get_by_role("button", name="Save Changes").click()
+    clear = page.get_by_role("button", name="Clear Teams Webhook URL")
+    await expect(clear).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    await clear.click()
+    await expect(clear).to_be_hidden()
+    await expect(page.get_by_label("Teams Webhook URL")).to_have_attribute("placeholder", "not set")
+    data = await web_server.ok(
+        "{ channels(kind: TEAMS) { configured ... on TeamsChannel { webhookUrlSet } } }"
+    )
+    assert data["channels"] == [{"configured": False, "webhookUrlSet": False}]
+
+
+async def test_a_link_lists_every_channel_when_there_are_several(
+    tab: Tab, web_server: TocsinServer
+) -> None:
+    data = await web_server.ok("{ channels { name } }")
+    names = [c["name"] for c in data["channels"]]
+    assert len(names) > 1  # the tests above saved several
+    await tab.sign_in()
+    await tab.page.get_by_role("link", name=f"All channels ({len(names)})").click()
+    listing = tab.page.get_by_role("region", name="All channels")
+    for name in names:
+        await expect(listing.get_by_role("button", name=name, exact=True)).to_be_visible()
+
+
+async def test_an_admin_switches_an_event_type_off_and_on(
+    tab: Tab, web_server: TocsinServer
+) -> None:
+    await tab.sign_in()
+    events = tab.page.get_by_role("region", name="Events")
+    switch = events.get_by_role("switch", name="schema_drift")
+    await expect(switch).to_be_checked()
+    await expect(events.get_by_text("Default priority: MEDIUM").first).to_be_visible()
+    await switch.click()
+    await expect(switch).not_to_be_checked()
+    await expect(switch).to_be_focused()
+    data = await web_server.ok("{ eventTypes { name enabled } }")
+    assert {"name": "schema_drift", "enabled": False} in data["eventTypes"]
+    await switch.click()
+    await expect(switch).to_be_checked()
 
 
 # -- 3. the server's message beside the field; a receiver answering 500 ------------------------

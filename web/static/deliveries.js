@@ -42,6 +42,7 @@ export class DeliveryLog {
 
   async refresh() {
     const status = $("status-filter").value || null;
+    const ticket = (this.ticket = (this.ticket || 0) + 1);
     try {
       const data = await gql(
         `query Log($filter: DeliveryFilter) { deliveries(first: 50, filter: $filter) {
@@ -49,6 +50,7 @@ export class DeliveryLog {
             channel { name } event { id type } } } }`,
         { filter: status ? { status } : null },
       );
+      if (ticket !== this.ticket) return; // a later refresh (another filter) answers for now
       $("deliveries-error").textContent = "";
       this.render(data.deliveries);
     } catch (error) {
@@ -131,6 +133,8 @@ export class DeliveryLog {
       $("deliveries-error").textContent = error.message;
     }
     await this.refresh();
+    // the worker sends it within moments: look again soon rather than at the next tick
+    for (const delay of [300, 800, 1500]) setTimeout(() => this.refresh(), delay);
   }
 }
 
