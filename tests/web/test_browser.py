@@ -409,15 +409,26 @@ async def test_test_connection_reports_ok_auth_and_uses_the_stored_password(
 # -- 7. offline, CSP, 375 px, keyboard ---------------------------------------------------------
 
 
-async def test_graphiql_renders_with_every_other_origin_blocked(tab: Tab) -> None:
-    await tab.page.add_init_script(WATCH_CSP)
-    await tab.page.goto(tab.base_url + "/graphql")
-    editor = tab.page.locator(".graphiql-container .graphiql-query-editor")
+async def test_graphiql_renders_and_runs_a_query_with_every_other_origin_blocked(
+    tab: Tab,
+) -> None:
+    page = tab.page
+    await page.add_init_script(WATCH_CSP)
+    await tab.sign_in()  # GraphiQL takes the signed-in token of this tab for its headers
+    await expect(card(tab)).to_be_visible()
+    response = await page.goto(tab.base_url + "/graphql")
+    assert response is not None
+    assert "unsafe" not in response.headers["content-security-policy"]
+    editor = page.locator(".graphiql-container .graphiql-query-editor .CodeMirror")
     await expect(editor).to_be_visible()
-    await expect(tab.page.locator(".CodeMirror").first).to_be_visible()
+    await editor.click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("{ viewer { role }")
+    await page.locator(".graphiql-execute-button").click()
+    await expect(page.locator(".graphiql-response")).to_contain_text('"ADMIN"')
     assert tab.foreign == []
     assert any("/static/vendor/graphiql-" in url for url in tab.requested)
-    assert await tab.page.evaluate("window.__violations") == []
+    assert await page.evaluate("window.__violations") == []
 
 
 async def test_the_page_asks_nothing_of_other_origins_and_sends_its_csp(tab: Tab) -> None:

@@ -131,6 +131,7 @@ async def test_graphiql_is_served_from_the_package(api: Api) -> None:
     response = await api.client.get("/graphql", headers=BROWSER)
     assert response.status_code == 200
     assert_secure_headers(response)
+    assert "unsafe" not in response.headers["content-security-policy"]
     found = references(response.text)
     assert found.inline_scripts == 0 and found.handlers == []
     loaded = await assert_assets_stay_home(api, response.text)
