@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.e2e.server import ADMIN_TOKEN, TocsinServer, server_env
-from tests.peers import LocalCA
+from tests.peers import HttpReceiver, LocalCA
 from tests.support import PG_URL
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -62,16 +62,25 @@ class Tab:
 
 @pytest.fixture(scope="module")
 async def web_server(
-    tmp_path_factory: pytest.TempPathFactory, ca: LocalCA
+    tmp_path_factory: pytest.TempPathFactory, ca: LocalCA, _receiver: HttpReceiver
 ) -> AsyncIterator[TocsinServer]:
-    """`tocsin serve` on the embedded SQLite default, trusting the test CA (SMTP over TLS)."""
+    """`tocsin serve` on the embedded SQLite default, trusting the test CA (SMTP over TLS),
+    with every vendor API base on the loopback receiver: nothing a test saves is sent off
+    the machine."""
     reason = browser_skip_reason()
     if reason:
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("web")
     ca_file = root / "ca.pem"
     ca.ca.cert_pem.write_to_path(str(ca_file))
-    env = server_env(root / "data", SSL_CERT_FILE=str(ca_file), TOCSIN_DELIVERY_TIMEOUT="3")
+    env = server_env(
+        root / "data",
+        SSL_CERT_FILE=str(ca_file),
+        TOCSIN_DELIVERY_TIMEOUT="3",
+        TOCSIN_TELEGRAM_API_BASE=_receiver.base_url + "/telegram",
+        TOCSIN_SLACK_API_BASE=_receiver.base_url + "/slack-api",
+        TOCSIN_SENDGRID_API_BASE=_receiver.base_url + "/sendgrid",
+    )
     async with TocsinServer(env, log_dir=root) as server:
         yield server
 

@@ -208,11 +208,36 @@ async def test_routing_fields_are_saved_with_the_channel(
     assert "A" * 35 not in html
 
 
-async def test_clear_removes_a_saved_secret(tab: Tab, web_server: TocsinServer) -> None:
+async def test_categories_are_saved_and_an_unknown_one_is_refused_beside_the_field(
+    tab: Tab, web_server: TocsinServer, receiver: HttpReceiver
+) -> None:
+    data = await web_server.ok('{ __type(name: "Channel") { fields { name } } }')
+    if "eventCategories" not in {f["name"] for f in data["__type"]["fields"]}:
+        pytest.skip("Channel.eventCategories is not on this branch yet (engineer i9-route)")
+    await tab.sign_in()
+    page = tab.page
+    await page.get_by_label("Channel", exact=True).select_option(label="Discord")
+    await page.get_by_label("Display name").fill("categories discord")
+    await page.get_by_label("Discord Webhook URL").fill(receiver.url("/discord/hook-77aa"))
+    await page.get_by_label("Categories").fill("no-such-category")
+    await page.get_by_role("button", name="Save Changes").click()
+    await expect(field_error(tab, "Categories")).not_to_be_empty()
+    await page.get_by_label("Categories").fill("deploy, pipeline")
+    await page.get_by_role("button", name="Save Changes").click()
+    await expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    await expect(field_error(tab, "Categories")).to_be_empty()
+    data = await web_server.ok("{ channels(kind: DISCORD) { name eventCategories } }")
+    saved = {c["name"]: c["eventCategories"] for c in data["channels"]}
+    assert sorted(saved["categories discord"]) == ["deploy", "pipeline"]
+
+
+async def test_clear_removes_a_saved_secret(
+    tab: Tab, web_server: TocsinServer, receiver: HttpReceiver
+) -> None:
     await tab.sign_in()
     page = tab.page
     await page.get_by_label("Channel", exact=True).select_option(label="Teams")
-    await page.get_by_label("Teams Webhook URL").fill("https://example.com/teams/hook-9f1c")
+    await page.get_by_label("Teams Webhook URL").fill(receiver.url("/teams/hook-9f1c"))
     await page.get_by_role("button", name="Save Changes").click()
     clear = page.get_by_role("button", name="Clear Teams Webhook URL")
     await expect(clear).to_be_visible()
