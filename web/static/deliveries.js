@@ -5,7 +5,7 @@ import { $, fill, h, when } from "./dom.js";
 import { gql } from "./gql.js";
 import { STATUSES } from "./kinds.js";
 
-const REFRESH_MS = 3000;
+const REFRESH_MS = 2000;
 
 export class DeliveryLog {
   constructor() {
