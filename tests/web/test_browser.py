@@ -6,6 +6,7 @@ One server for the module: the tests share its channels, so each works on its ow
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -282,6 +283,21 @@ async def test_an_admin_switches_an_event_type_off_and_on(
     await expect(switch).to_be_checked()
 
 
+async def test_an_editor_edits_and_watches_but_may_not_switch_event_types(
+    tab: Tab, web_server: TocsinServer
+) -> None:
+    token = await create_token(web_server, "browser editor", "EDITOR")
+    await tab.sign_in(token)
+    page = tab.page
+    await expect(page.get_by_text("browser editor (EDITOR)")).to_be_visible()
+    await expect(page.get_by_role("button", name="Save Changes")).to_be_enabled()
+    await expect(page.get_by_role("button", name=re.compile("^Activity"))).to_be_visible()
+    await expect(page.get_by_role("region", name="Delivery log")).to_be_visible()
+    switch = page.get_by_role("switch", name="refresh_failed")
+    await expect(switch).to_be_disabled()
+    await expect(page.get_by_text("Only an ADMIN token may switch event types")).to_be_visible()
+
+
 # -- 3. the server's message beside the field; a receiver answering 500 ------------------------
 
 
@@ -332,7 +348,7 @@ async def test_a_failed_delivery_is_listed_and_retry_sends_it_again(
         SAVE_DISCORD,
         {
             "input": {
-                "name": "log discord",
+                "name": "<img src=x> log discord",
                 "webhookUrl": receiver.url("/discord-400"),
                 "eventTypes": ["deploy_succeeded"],
             }
@@ -349,6 +365,8 @@ async def test_a_failed_delivery_is_listed_and_retry_sends_it_again(
     await expect(row).to_be_visible()
     await expect(row).to_contain_text("deploy_succeeded")
     await expect(row).to_contain_text("400")
+    await expect(row).to_contain_text("<img src=x> log discord")  # shown as text, not markup
+    assert await tab.page.locator("img").count() == 0
     await receiver.wait_for_requests(1, path="/discord-400")
 
     receiver.respond("/discord-400", status=204, body="")
@@ -381,15 +399,48 @@ async def test_an_emitted_event_raises_the_activity_count_live(
     await expect(page.get_by_text("Live.")).to_be_attached()
     before = int(await page.locator("#activity-count").inner_text())
     emitted = await web_server.ok(
-        EMIT, {"input": {"type": "proposal_ready", "title": "Proposal 7 is ready"}}
+        EMIT, {"input": {"type": "proposal_ready", "title": "<b>Proposal 7</b> is ready"}}
     )
     assert emitted["emitEvent"]["errors"] == []
     await expect(bell).to_have_accessible_name(re.compile(rf"^Activity\s+{before + 1}\b"))
     await bell.click()
     panel = page.get_by_role("region", name="Recent events")
-    await expect(panel.get_by_text("Proposal 7 is ready")).to_be_visible()
+    await expect(panel.get_by_text("<b>Proposal 7</b> is ready")).to_be_visible()
+    assert await panel.locator("b").count() == 0
     await expect(panel).to_contain_text("proposal_ready")
     await expect(bell).to_have_accessible_name(re.compile(r"^Activity\s+0\b"))
+
+
+async def test_activity_reconnects_by_itself_when_the_connection_drops(
+    tab: Tab, web_server: TocsinServer
+) -> None:
+    if not await schema_has(web_server, subscription="events"):
+        pytest.skip("the `events` subscription is not on this branch yet (engineer i10-api)")
+    page = tab.page
+    sockets: list[Any] = []
+
+    async def drop_the_first(socket: Any) -> None:
+        socket.connect_to_server()  # messages pass through both ways
+        sockets.append(socket)
+        if len(sockets) == 1:
+            await asyncio.sleep(0.3)
+            await socket.close(code=1011, reason="test: the server went away")
+
+    await page.route_web_socket(re.compile(r"/graphql$"), drop_the_first)
+    await tab.sign_in()
+    await expect(page.locator("#activity-state")).to_contain_text("reconnecting")
+    await expect(page.locator("#activity-state")).to_have_text("Live.", timeout=10_000)
+    assert len(sockets) == 2
+    emitted = await web_server.ok(
+        EMIT, {"input": {"type": "agent_failed", "title": "after the reconnect"}}
+    )
+    assert emitted["emitEvent"]["errors"] == []
+    bell = page.get_by_role("button", name=re.compile("^Activity"))
+    await expect(bell).to_have_accessible_name(re.compile(r"^Activity\s+[1-9]"))
+    await bell.click()
+    await expect(page.get_by_role("region", name="Recent events")).to_contain_text(
+        "after the reconnect"
+    )
 
 
 # -- 6. Test Connection against aiosmtpd -------------------------------------------------------
