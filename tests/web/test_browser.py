@@ -126,7 +126,9 @@ async def test_a_viewer_sees_the_card_read_only_with_the_reason(
     await expect(page.get_by_label("Slack Webhook URL")).to_be_disabled()
     await expect(page.get_by_text("read-only").first).to_be_visible()
     await expect(page.get_by_role("button", name=re.compile("^Activity"))).to_be_hidden()
-    await expect(page.get_by_role("region", name="Delivery log")).to_be_hidden()
+    log = page.get_by_role("region", name="Delivery log")
+    await expect(log).to_contain_text("needs an EDITOR or ADMIN token")
+    await expect(log.get_by_role("table")).to_be_hidden()
     await expect(page.get_by_role("switch", name="refresh_failed")).to_be_disabled()
 
 

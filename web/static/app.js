@@ -42,9 +42,17 @@ async function start(viewer) {
       if (activity) activity.stop();
     },
   };
-  $("delivery-log").hidden = !editor;
+  if (!editor) showDeliveriesWhy();
   await Promise.all([card.load(), catalog.load(), activity && activity.start()]);
   if (log) log.start();
+}
+
+function showDeliveriesWhy() {
+  // the region stays, so that the reason is where the log would be
+  for (const id of ["deliveries-toggle", "deliveries-body"]) $(id).hidden = true;
+  $("deliveries-why").hidden = false;
+  $("deliveries-why").textContent = "Reading deliveries needs an EDITOR or ADMIN token.";
+  $("delivery-log").append($("deliveries-why"));
 }
 
 function showRoleNote(text) {
