@@ -102,6 +102,13 @@ async def shoot(base: str, out: Path, chromium: str) -> None:
             await page.get_by_role("button", name="Sign in").click()
             log = page.get_by_role("region", name="Delivery log")
             await log.get_by_role("row").nth(2).wait_for()
+            if width > 600:  # the desktop one shows the Activity list open
+                await page.get_by_role("button", name="Activity").click()
+                await (
+                    page.get_by_role("region", name="Recent events")
+                    .get_by_role("listitem")
+                    .first.wait_for()
+                )
             await page.screenshot(path=str(out / name), full_page=True)
             await page.close()
         await browser.close()
