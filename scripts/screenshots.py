@@ -30,12 +30,12 @@ CLOSED = "http://127.0.0.1:9/hooks/"  # the discard port: nothing listens there
 SEED = [
     (
         "mutation($i: SlackChannelInput!) { saveSlackChannel(input: $i) { errors { message } } }",
-        {"name": "#data-alerts", "webhookUrl": CLOSED + "slack", "minPriority": "HIGH"},
+        {"name": "#data-alerts", "webhookUrl": CLOSED + "chat", "minPriority": "HIGH"},
     ),
     (
         "mutation($i: WebhookChannelInput!) {"
         " saveWebhookChannel(input: $i) { errors { message } } }",
-        {"name": "incident bridge", "url": CLOSED + "webhook", "maxRetries": 0},
+        {"name": "incident bridge", "url": CLOSED + "bridge", "maxRetries": 0},
     ),
 ]
 EVENTS = [
