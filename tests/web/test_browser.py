@@ -32,6 +32,14 @@ window.__violations = [];
 document.addEventListener("securitypolicyviolation",
   (e) => window.__violations.push(e.violatedDirective + " " + e.blockedURI));
 """
+# Every text the Activity state line shows, however briefly.
+WATCH_ACTIVITY_STATE = """
+window.__states = [];
+new MutationObserver(() => {
+  const line = document.getElementById("activity-state");
+  if (line && line.textContent !== window.__states.at(-1)) window.__states.push(line.textContent);
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
 FEATURES = """{
   mutation: __type(name: "Mutation") { fields { name } }
   __schema { subscriptionType { fields { name } } }
@@ -429,10 +437,16 @@ async def test_activity_reconnects_by_itself_when_the_connection_drops(
             await socket.close(code=1011, reason="test: the server went away")
 
     await page.route_web_socket(re.compile(r"/graphql$"), drop_the_first)
+    await page.add_init_script(WATCH_ACTIVITY_STATE)
     await tab.sign_in()
-    await expect(page.locator("#activity-state")).to_contain_text("reconnecting")
-    await expect(page.locator("#activity-state")).to_have_text("Live.", timeout=10_000)
+    for _ in range(100):
+        if len(sockets) == 2:
+            break
+        await asyncio.sleep(0.1)
     assert len(sockets) == 2
+    await expect(page.locator("#activity-state")).to_have_text("Live.", timeout=10_000)
+    states = await page.evaluate("window.__states")
+    assert any("reconnecting" in state for state in states), states
     emitted = await web_server.ok(
         EMIT, {"input": {"type": "agent_failed", "title": "after the reconnect"}}
     )
