@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tocsin import metrics
@@ -24,6 +24,7 @@ from tocsin.errors import BodyTooLarge
 from tocsin.resolvers.context import Context, Principal
 from tocsin.resolvers.sendtest import send_test
 from tocsin.schema import schema, without_input_echo
+from tocsin.schema.websocket import GraphQLSocket
 from tocsin.services import Services, open_services
 from tocsin.settings import Settings, load_settings
 from tocsin.storage.enums import Role
@@ -285,6 +286,7 @@ def create_app(
 
     routes = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", GraphQLSocket()),  # subscriptions (graphql-transport-ws)
         Route("/api/notifications/test", notifications_test_endpoint, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

@@ -38,7 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="serve the API without delivering")
-    commands.add_parser("worker", help="delivery workers without the API")
+    worker = commands.add_parser("worker", help="delivery workers without the API")
+    worker.add_argument("--health-port", type=int, help="serve /healthz, /readyz and /metrics")
+    worker.add_argument("--health-host", default="127.0.0.1")
+    worker.add_argument(
+        "--heartbeat", type=float, default=15.0, help="seconds before a stalled loop is not ready"
+    )
     token = commands.add_parser("token", help="API tokens").add_subparsers(
         dest="action", required=True
     )
@@ -91,6 +96,10 @@ def _serve(settings: Settings, host: str, port: int, run_worker: bool) -> None:
     app = create_app(settings, run_worker=run_worker, outbox_lock=outbox_lock)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM (the worker finishes its attempts, hands the
+    # rest back), then raises the signal again for the handler it found: this one, so a
+    # clean stop exits 0 instead of dying of the signal.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
@@ -99,21 +108,31 @@ def _serve(settings: Settings, host: str, port: int, run_worker: bool) -> None:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the app did not start
 
 
-async def _run_worker(settings: Settings) -> None:
+async def _run_worker(settings: Settings, args: argparse.Namespace | None = None) -> None:
+    """Deliver until SIGTERM or SIGINT, then stop cleanly: no more claims, attempts under
+    way finish (within the delivery timeout), the rest is handed back; exit 0."""
+    from contextlib import AsyncExitStack
+
     from tocsin.services import open_services
     from tocsin.storage.outbox_lock import own_sqlite_outbox
     from tocsin.worker import Worker
+    from tocsin.worker_health import health_app, serve_health
 
     outbox_lock = own_sqlite_outbox(settings.sqlalchemy_url)
-    async with open_services(settings) as services:
+    async with open_services(settings) as services, AsyncExitStack() as stack:
         worker = Worker(services, outbox_lock=outbox_lock)
-        await worker.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        if args is not None and args.health_port is not None:
+            app = health_app(worker, services.db, heartbeat=args.heartbeat)
+            host, port = args.health_host, args.health_port
+            await stack.enter_async_context(serve_health(app, host=host, port=port))
+        await worker.start()
         logging.getLogger("tocsin.worker").info("worker running")
         await stop.wait()
+        logging.getLogger("tocsin.worker").info("stopping: finishing attempts under way")
         await worker.stop()
 
 
@@ -154,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             _serve(settings, args.host, args.port, run_worker=not args.no_worker)
         elif args.command == "worker":
-            asyncio.run(_run_worker(settings))
+            asyncio.run(_run_worker(settings, args))
         elif args.command == "token":
             print(asyncio.run(_create_token(settings, args.name, Role(args.role))))
         elif args.command == "keys":

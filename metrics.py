@@ -23,3 +23,16 @@ ATTEMPT_SECONDS = Histogram(
 )
 QUEUE_DEPTH = Gauge("tocsin_delivery_queue_depth", "Deliveries waiting to be sent (last poll)")
 EVENTS = Counter("tocsin_events_total", "Events accepted by emitEvent", ["type", "deduplicated"])
+OLDEST_DUE_SECONDS = Gauge(
+    "tocsin_delivery_oldest_due_seconds", "Age of the oldest delivery due and not yet sent"
+)
+LEASE_RECOVERIES = Counter(
+    "tocsin_lease_recoveries_total",
+    "Deliveries left SENDING by a dead worker, handed back by this process's sweep",
+)
+RETENTION_PRUNED = Counter(
+    "tocsin_retention_pruned_total", "Rows deleted by retention, by table", ["table"]
+)
+PERIODIC_RUNS = Counter(
+    "tocsin_periodic_runs_total", "Periodic jobs this process ran for the cluster", ["job"]
+)

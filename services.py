@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from tocsin.channels.base import SendContext
 from tocsin.channels.http import build_http_client
 from tocsin.resolvers.events import EventTypeCatalog, GroupCommitter
+from tocsin.resolvers.live import EventFeed
 from tocsin.resolvers.rate_limit import EmitRateLimiter
 from tocsin.resolvers.tokens import TokenResolver, count_tokens, create_token
 from tocsin.settings import ConfigurationError, Settings
@@ -46,11 +47,14 @@ class Services:
     committer: GroupCommitter = field(init=False)
     rate_limiter: EmitRateLimiter | None = field(init=False)
     "Per-token emit buckets; None when TOCSIN_EMIT_RATE_LIMIT is 0 (unlimited)."
+    feed: EventFeed = field(init=False)
+    "The live events of Subscription.events (polls only while someone subscribes)."
 
     def __post_init__(self) -> None:
         settings = self.settings
         self.tokens = TokenResolver(self.db, settings.bootstrap_token)
         self.catalog = EventTypeCatalog(self.db)
+        self.feed = EventFeed(self.db)
         self.committer = GroupCommitter(self.db, self.wake_worker, limit=settings.emit_queue_limit)
         rate = settings.emit_rate_limit
         self.rate_limiter = EmitRateLimiter(rate) if rate else None
@@ -60,6 +64,7 @@ class Services:
         or hear NOTIFY on PostgreSQL)."""
         if self.worker is not None:
             self.worker.wake()
+        self.feed.wake()  # a flag for the live feed's poller, when one runs
 
 
 async def check_keys(db: Database, box: SecretBox) -> None:

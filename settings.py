@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     "Events per second one token may emit; 0 is unlimited."
     emit_queue_limit: int = Field(default=10_000, ge=1, le=1_000_000)
     "Events that may wait for the writer before emits are refused (HTTP 503)."
+    retention_days: float = Field(default=30.0, ge=0, le=36500)
+    "Finished events older than this are pruned with their deliveries; 0 keeps them forever."
 
     @field_validator("bootstrap_token", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from typing import Any
 
 from tocsin import metrics
 from tocsin.channels.base import SendResult
+from tocsin.periodic import PeriodicRunner, cluster_jobs
 from tocsin.storage.claims import (
     AttemptOutcome,
     ClaimedDelivery,
@@ -86,6 +87,9 @@ class Worker:
         self._lease = timedelta(seconds=services.settings.delivery_timeout + 15)
         self._last_depth = 0.0
         self._rng = random.Random()
+        self.last_turn = time.monotonic()
+        "When the loop last began a turn (monotonic): what /readyz's heartbeat looks at."
+        self._periodic: PeriodicRunner | None = None
 
     @property
     def running(self) -> bool:
@@ -105,7 +109,11 @@ class Worker:
                     "cannot LISTEN for new deliveries (%s); polling only", type(exc).__name__
                 )
         self._stopping = False
+        self.last_turn = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="tocsin-worker")
+        # On SQLite this worker owns the outbox now; on PostgreSQL the jobs take turns.
+        self._periodic = PeriodicRunner(self._services.db, cluster_jobs(self._services.settings))
+        await self._periodic.start()
 
     async def _own_the_outbox(self) -> None:
         """Take the SQLite database's outbox lock (``OutboxOwnedElsewhere`` when another
@@ -132,7 +140,12 @@ class Worker:
             self._outbox_lock.release()
             self._outbox_lock, self._own_lock = None, False
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, give attempts under way ``grace`` seconds to finish (by default
+        the delivery timeout and one more), record them, and hand every other claim back."""
+        if self._periodic is not None:
+            await self._periodic.stop()
+            self._periodic = None
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
@@ -155,10 +168,13 @@ class Worker:
         for delivery_id, _ in waiting:
             self._held.pop(delivery_id, None)
         if self._sends:
-            # Give attempts under way a moment; whatever is cut short is handed back below
-            # and sent again (maybe twice: at least once is the promise).
+            # Attempts under way finish within the delivery timeout (a SIGTERM is a clean
+            # stop); whatever is cut short is handed back below and sent again (maybe twice:
+            # at least once is the promise).
             sends = set(self._sends)
-            await asyncio.wait(sends, timeout=2)
+            if grace is None:
+                grace = self._services.settings.delivery_timeout + 1
+            await asyncio.wait(sends, timeout=grace)
             for task in sends:
                 task.cancel()
             await asyncio.gather(*sends, return_exceptions=True)
@@ -174,6 +190,7 @@ class Worker:
 
     async def _run(self) -> None:
         while not self._stopping:
+            self.last_turn = time.monotonic()
             # Cleared before the turn, so a wake-up during it (a commit, a finished send)
             # is not lost.
             self._wake.clear()

@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
+from tocsin.channels.rendering import secret_fragments, short_error
+
 if TYPE_CHECKING:
     import httpx
 
@@ -228,8 +230,15 @@ class Kind(abc.ABC):
     ) -> tuple[SendResult, int]:
         """Send the digest's parts from part ``sent`` on (those before went out on an
         earlier attempt), stopping at the first failure. Answers the last part's result
-        and how many parts have now gone out in all."""
-        parts = self.render_digest(destination, digest, context)
+        and how many parts have now gone out in all.
+
+        A ``render_digest`` that raises ValueError (a channel that can't carry the digest,
+        such as an e-mail channel without a recipient) fails the attempt with its message."""
+        try:
+            parts = self.render_digest(destination, digest, context)
+        except ValueError as exc:
+            error = short_error(str(exc), secret_fragments(destination.secrets))
+            return SendResult(ok=False, latency_ms=0.0, error=error), sent
         result = SendResult(ok=True, latency_ms=0.0)
         latency = 0.0
         for index in range(sent, len(parts)):
@@ -237,7 +246,8 @@ class Kind(abc.ABC):
             latency += result.latency_ms
             if not result.ok:
                 return result, index
-        return SendResult(ok=True, latency_ms=latency, status_code=result.status_code), len(parts)
+        done = max(sent, len(parts))
+        return SendResult(ok=True, latency_ms=latency, status_code=result.status_code), done
 
     @abc.abstractmethod
     async def send(

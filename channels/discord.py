@@ -5,7 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from tocsin.channels import fields
-from tocsin.channels.base import Destination, Field, Kind, Message, SendContext, SendResult
+from tocsin.channels.base import (
+    Destination,
+    Digest,
+    Field,
+    Kind,
+    Message,
+    SendContext,
+    SendResult,
+)
+from tocsin.channels.digest_layout import (
+    Entry,
+    event_detail,
+    event_title,
+    lay_out,
+    period_text,
+    title_text,
+)
 from tocsin.channels.http import JSON_HEADERS, json_body, post
 from tocsin.channels.rendering import (
     as_utc,
@@ -90,11 +106,62 @@ class DiscordSender(Kind):
     def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
         return discord_payload(message, context.message_prefix)
 
+    def render_digest(
+        self, destination: Destination, digest: Digest, context: SendContext
+    ) -> list[Any]:
+        """An embed per event; split at 10 embeds and 6 000 characters."""
+        return discord_digest_payloads(digest, context.message_prefix)
+
     async def send(
         self, destination: Destination, message: Message, context: SendContext
+    ) -> SendResult:
+        return await self.send_rendered(
+            destination, self.render(destination, message, context), context
+        )
+
+    async def send_rendered(
+        self, destination: Destination, rendered: Any, context: SendContext
     ) -> SendResult:
         url = destination.secrets.get("webhook_url")
         if not url:
             return SendResult(ok=False, latency_ms=0.0, error="Discord webhook URL is not set")
-        body = json_body(self.render(destination, message, context))
-        return await post(context, destination, url, content=body, headers=JSON_HEADERS)
+        return await post(
+            context, destination, url, content=json_body(rendered), headers=JSON_HEADERS
+        )
+
+
+# Digests: the headline and period as ``content``, then one embed per event.
+
+MAX_EMBEDS = 10
+
+
+def discord_digest_payloads(digest: Digest, prefix: str) -> list[dict[str, Any]]:
+    """The digest as consecutive messages of at most 10 embeds and 6 000 embed characters."""
+    entries = [_digest_embed(message) for message in digest.messages]
+    parts = lay_out(digest, entries, lambda part: (0, 0), (MAX_EMBEDS, EMBED_LIMIT))
+    return [
+        {
+            "content": truncate(
+                f"{title_text(prefix, digest, part)}\n{period_text(digest, part)}", CONTENT_LIMIT
+            ),
+            "embeds": [entry.content for entry in chosen],
+            "allowed_mentions": {"parse": []},
+        }
+        for part, chosen in parts
+    ]
+
+
+def _digest_embed(message: Message) -> Entry:
+    title, title_cut = event_title(message, TITLE_LIMIT)
+    detail, detail_cut = event_detail(message)
+    footer = truncate(f"{message.event_type} · {message.priority}", FOOTER_LIMIT)
+    embed: dict[str, Any] = {
+        "title": title,
+        "color": PRIORITY_COLOURS.get(message.priority, PRIORITY_COLOURS["INFO"]),
+        "footer": {"text": footer},
+        "timestamp": as_utc(message.occurred_at).isoformat(),
+    }
+    if detail:
+        embed["description"] = detail
+    size = text_length(title) + text_length(detail) + text_length(footer)
+    return Entry(embed, (1, size), shortened=title_cut or detail_cut)

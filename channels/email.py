@@ -20,8 +20,9 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -33,12 +34,21 @@ import aiosmtplib
 from tocsin.channels import egress, fields, sendgrid
 from tocsin.channels.base import (
     Destination,
+    Digest,
     Field,
     Kind,
     Message,
     ProblemSink,
     SendContext,
     SendResult,
+)
+from tocsin.channels.digest_layout import (
+    PartInfo,
+    event_about,
+    event_detail,
+    event_title,
+    period_text,
+    title_text,
 )
 from tocsin.channels.rendering import (
     exception_chain,
@@ -76,8 +86,9 @@ class SmtpSettings:
     verify_tls: bool
 
     @classmethod
-    def from_destination(cls, destination: Destination) -> SmtpSettings:
-        """Read and check the channel; raises ValueError with a message for the user."""
+    def for_connection(cls, destination: Destination) -> SmtpSettings:
+        """What connecting and logging in need (no sender, no recipients); raises ValueError
+        with a message for the user."""
         config, secrets = destination.config, destination.secrets
         host = str(config.get("smtp_host") or "").strip()
         if not host:
@@ -85,46 +96,82 @@ class SmtpSettings:
         security = str(config.get("security") or "STARTTLS").upper()
         if security not in SECURITY_MODES:
             raise ValueError(f"SMTP security must be one of {', '.join(SECURITY_MODES)}")
-        port = int(config.get("smtp_port") or DEFAULT_PORTS[security])
+        return cls(
+            host=host,
+            port=int(config.get("smtp_port") or DEFAULT_PORTS[security]),
+            security=security,
+            username=config.get("username") or None,
+            password=secrets.get("password") or None,
+            sender="",
+            sender_name=None,
+            recipients=(),
+            verify_tls=bool(config.get("verify_tls", True)),
+        )
+
+    @classmethod
+    def from_destination(cls, destination: Destination) -> SmtpSettings:
+        """Read and check the channel; raises ValueError with a message for the user."""
+        connection = cls.for_connection(destination)
+        config = destination.config
         to = config.get("to") or ()
         to = [to] if isinstance(to, str) else to
         recipients = tuple(str(a).strip() for a in to if str(a).strip())
         if not recipients:
             raise ValueError("no recipient address (Email To) is set")
-        username = config.get("username") or None
-        sender = str(config.get("from_address") or username or "").strip()
+        sender = str(config.get("from_address") or connection.username or "").strip()
         if not _ADDRESS.fullmatch(sender):
             raise ValueError("no valid sender address: set From Address")
         for address in recipients:
             if not _ADDRESS.fullmatch(address):
                 raise ValueError(f"recipient address {truncate(address, 80)!r} is not valid")
-        return cls(
-            host=host,
-            port=port,
-            security=security,
-            username=username,
-            password=secrets.get("password") or None,
+        return replace(
+            connection,
             sender=sender,
             sender_name=config.get("from_name") or None,
             recipients=recipients,
-            verify_tls=bool(config.get("verify_tls", True)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """What one mail says, before it is addressed: the same for SMTP and SendGrid."""
+
+    delivery_id: str
+    "Its Message-ID's local part, the same on every retry."
+    subject: str
+    text: str
+    html: str
+
+
+def letter_for(message: Message, prefix: str) -> Letter:
+    """One event's mail."""
+    return Letter(
+        message.delivery_id,
+        email_subject(message, prefix),
+        email_text(message),
+        email_html(message),
+    )
 
 
 def build_email(settings: SmtpSettings, message: Message, prefix: str) -> EmailMessage:
     """The message with headers that no title, name or metadata can add to."""
+    return address_letter(settings, letter_for(message, prefix))
+
+
+def address_letter(settings: SmtpSettings, letter: Letter) -> EmailMessage:
+    """``letter`` as a MIME message from the channel's sender to its recipients."""
     mail = EmailMessage()
-    mail["Subject"] = email_subject(message, prefix)
+    mail["Subject"] = letter.subject
     mail["From"] = Address(
         display_name=single_line(settings.sender_name or ""), addr_spec=settings.sender
     )
     mail["To"] = [Address(addr_spec=address) for address in settings.recipients]
     mail["Date"] = formatdate(usegmt=True)
     domain = settings.sender.rpartition("@")[2]
-    mail["Message-ID"] = f"<tocsin.{re.sub(r'[^A-Za-z0-9._-]', '-', message.delivery_id)}@{domain}>"
+    mail["Message-ID"] = f"<tocsin.{re.sub(r'[^A-Za-z0-9._-]', '-', letter.delivery_id)}@{domain}>"
     mail["Auto-Submitted"] = "auto-generated"
-    mail.set_content(email_text(message), cte="quoted-printable")
-    mail.add_alternative(email_html(message), subtype="html", cte="quoted-printable")
+    mail.set_content(letter.text, cte="quoted-printable")
+    mail.add_alternative(letter.html, subtype="html", cte="quoted-printable")
     return mail
 
 
@@ -143,6 +190,12 @@ def email_provider(config: Mapping[str, Any]) -> EmailProvider:
 def sendgrid_mail(destination: Destination, message: Message, prefix: str) -> sendgrid.Mail:
     """The mail as SendGrid takes it; ValueError (a message for the user) when the channel
     can't send one."""
+    return sendgrid_letter(destination, letter_for(message, prefix))
+
+
+def sendgrid_letter(destination: Destination, letter: Letter) -> sendgrid.Mail:
+    """``letter`` as SendGrid takes it; ValueError (a message for the user) when the channel
+    can't send one."""
     config = destination.config
     to = config.get("to") or ()
     to = [to] if isinstance(to, str) else to
@@ -159,9 +212,9 @@ def sendgrid_mail(destination: Destination, message: Message, prefix: str) -> se
         recipients=recipients,
         sender=sender,
         sender_name=single_line(config.get("from_name") or "") or None,
-        subject=email_subject(message, prefix),
-        text=email_text(message),
-        html=email_html(message),
+        subject=letter.subject,
+        text=letter.text,
+        html=letter.html,
     )
 
 
@@ -197,6 +250,78 @@ def email_html(message: Message) -> str:
         parts.append("</table>")
     parts.append(f'<p style="color: #666; font-size: 12px;">{esc(_about(message))}</p>')
     parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# Digests: one mail, the events as a list in text and a table in HTML.
+
+DIGEST_TITLE_LIMIT = 500
+DIGEST_DETAIL_LIMIT = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    message: Message
+    title: str
+    detail: str
+    shortened: bool
+
+
+def _row(message: Message) -> _Row:
+    title, title_cut = event_title(message, DIGEST_TITLE_LIMIT)
+    detail, detail_cut = event_detail(message, DIGEST_DETAIL_LIMIT)
+    return _Row(message, title, detail, title_cut or detail_cut)
+
+
+def digest_letter(digest: Digest, prefix: str) -> Letter:
+    """``"[Tocsin] Digest: 3 events (MEDIUM)"``, every event in order, in text and HTML."""
+    rows = [_row(message) for message in digest.messages]
+    total = len(rows)
+    part = PartInfo(1, 1, 0, total, total, shortened=any(row.shortened for row in rows))
+    noun = "event" if total == 1 else "events"
+    subject = headline(prefix, f"Digest: {total} {noun} ({digest.priority})")
+    head = (title_text(prefix, digest, part), period_text(digest, part))
+    return Letter(
+        digest.delivery_id,
+        truncate(single_line(subject), SUBJECT_LIMIT),
+        _digest_text(head, rows),
+        _digest_html(head, rows),
+    )
+
+
+def _digest_text(head: tuple[str, str], rows: list[_Row]) -> str:
+    lines = [*head, ""]
+    for number, row in enumerate(rows, start=1):
+        lines += [f"{number}. {row.title}", f"   {event_about(row.message)}"]
+        lines += [f"   {line}" for line in row.detail.splitlines()] + [""]
+    return "\n".join(lines)
+
+
+def _digest_html(head: tuple[str, str], rows: list[_Row]) -> str:
+    def esc(text: str) -> str:
+        return html.escape(text, quote=True)
+
+    cells = "".join(
+        f'<th align="left">{name}</th>' for name in ("Time", "Priority", "Type", "Event")
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><body style="font-family: sans-serif; color: #222;">',
+        f'<h2 style="margin: 0 0 12px;">{esc(head[0])}</h2>',
+        f'<p style="color: #666;">{esc(head[1])}</p>',
+        '<table cellpadding="4" style="border-collapse: collapse;">',
+        f"<tr>{cells}</tr>",
+    ]
+    for row in rows:
+        message = row.message
+        event = f"<strong>{esc(row.title)}</strong>"
+        if row.detail:
+            event += f'<div style="white-space: pre-wrap;">{esc(row.detail)}</div>'
+        parts.append(
+            f"<tr><td>{esc(human_time(message.occurred_at))}</td><td>{esc(message.priority)}</td>"
+            f"<td>{esc(message.event_type)}</td><td>{event}</td></tr>"
+        )
+    parts += ["</table>", "</body></html>"]
     return "\n".join(parts) + "\n"
 
 
@@ -255,61 +380,128 @@ class EmailSender(Kind):
 
     def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
         """The mail; ValueError (a message for the user) when the channel can't send one."""
-        if email_provider(destination.config) is EmailProvider.SENDGRID:
-            mail = sendgrid_mail(destination, message, context.message_prefix)
-            return sendgrid.mail_send_body(mail)
-        settings = SmtpSettings.from_destination(destination)
-        return build_email(settings, message, context.message_prefix)
+        return _addressed(destination, letter_for(message, context.message_prefix))
+
+    def render_digest(
+        self, destination: Destination, digest: Digest, context: SendContext
+    ) -> list[Any]:
+        """One mail: a table in HTML, a list in text (a mail has room for every event)."""
+        return [_addressed(destination, digest_letter(digest, context.message_prefix))]
 
     async def send(
         self, destination: Destination, message: Message, context: SendContext
     ) -> SendResult:
-        if email_provider(destination.config) is EmailProvider.SENDGRID:
-            return await self._send_with_sendgrid(destination, message, context)
-        fragments = secret_fragments(destination.secrets)
         try:
-            settings = SmtpSettings.from_destination(destination)
-            mail = build_email(settings, message, context.message_prefix)
-        except (ValueError, TypeError, HeaderParseError) as exc:
+            rendered = self.render(destination, message, context)
+        except ValueError as exc:
+            fragments = sendgrid.key_fragments(destination.secrets)
             return SendResult(ok=False, latency_ms=0.0, error=short_error(str(exc), fragments))
+        return await self.send_rendered(destination, rendered, context)
 
-        started = time.perf_counter()
-        progress = _Progress()
-        try:
-            async with asyncio.timeout(context.timeout):
-                await _deliver(settings, mail, context, progress)
-        except (aiosmtplib.SMTPException, OSError, SmtpRefusal) as exc:
-            if progress.accepted_code is None:
-                error, retryable, code = describe_smtp_failure(exc, settings, context.timeout)
-                return SendResult(
-                    ok=False,
-                    latency_ms=_since(started),
-                    status_code=code,
-                    error=short_error(error, fragments),
-                    retryable=retryable,
-                )
-            # The server took the message; only the goodbye failed.
-        if progress.refused:
-            error, code = describe_partial_refusal(progress.refused, len(settings.recipients))
-            # Not retryable: a retry sends the whole message again, so every recipient the
-            # server accepted would get it once more per attempt.
+    async def send_rendered(
+        self, destination: Destination, rendered: Any, context: SendContext
+    ) -> SendResult:
+        """A MIME message over SMTP; a v3 body (provider SENDGRID) through SendGrid."""
+        if isinstance(rendered, EmailMessage):
+            return await _send_over_smtp(destination, rendered, context)
+        return await sendgrid.send_body(context, destination, rendered)
+
+
+def _addressed(destination: Destination, letter: Letter) -> Any:
+    """``letter`` as the channel's provider sends it; ValueError (a message for the user)
+    when the channel can't send one."""
+    try:
+        if email_provider(destination.config) is EmailProvider.SENDGRID:
+            return sendgrid.mail_send_body(sendgrid_letter(destination, letter))
+        return address_letter(SmtpSettings.from_destination(destination), letter)
+    except (TypeError, HeaderParseError) as exc:
+        raise ValueError(str(exc)) from exc
+
+
+async def _send_over_smtp(
+    destination: Destination, mail: EmailMessage, context: SendContext
+) -> SendResult:
+    fragments = secret_fragments(destination.secrets)
+    try:
+        settings = SmtpSettings.from_destination(destination)
+    except (ValueError, TypeError) as exc:
+        return SendResult(ok=False, latency_ms=0.0, error=short_error(str(exc), fragments))
+    started = time.perf_counter()
+    progress = _Progress()
+    try:
+        async with asyncio.timeout(context.timeout):
+            await _deliver(settings, mail, context, progress)
+    except (aiosmtplib.SMTPException, OSError, SmtpRefusal) as exc:
+        if progress.accepted_code is None:
+            error, retryable, code = describe_smtp_failure(exc, settings, context.timeout)
             return SendResult(
                 ok=False,
                 latency_ms=_since(started),
                 status_code=code,
                 error=short_error(error, fragments),
+                retryable=retryable,
             )
-        return SendResult(ok=True, latency_ms=_since(started), status_code=progress.accepted_code)
+        # The server took the message; only the goodbye failed.
+    if progress.refused:
+        error, code = describe_partial_refusal(progress.refused, len(settings.recipients))
+        # Not retryable: a retry sends the whole message again, so every recipient the
+        # server accepted would get it once more per attempt.
+        return SendResult(
+            ok=False,
+            latency_ms=_since(started),
+            status_code=code,
+            error=short_error(error, fragments),
+        )
+    return SendResult(ok=True, latency_ms=_since(started), status_code=progress.accepted_code)
 
-    async def _send_with_sendgrid(
-        self, destination: Destination, message: Message, context: SendContext
-    ) -> SendResult:
-        try:
-            mail = sendgrid_mail(destination, message, context.message_prefix)
-        except ValueError as exc:
-            fragments = sendgrid.key_fragments(destination.secrets)
-            return SendResult(ok=False, latency_ms=0.0, error=short_error(str(exc), fragments))
-        return await sendgrid.send_mail(context, destination, mail)
+
+@dataclass(frozen=True, slots=True)
+class ConnectionCheck:
+    """What ``check_connection`` found. ``stage`` names the step that failed (CONNECT, TLS
+    or AUTH; None when ok) and ``error`` says it as a failed send would, free of secrets."""
+
+    ok: bool
+    latency_ms: float
+    stage: str | None = None
+    error: str | None = None
+    status_code: int | None = None
+
+
+async def check_connection(destination: Destination, context: SendContext) -> ConnectionCheck:
+    """Connect, negotiate TLS and log in exactly as a send would, then QUIT: no mail is sent.
+    ``context.timeout`` bounds the whole check."""
+    fragments = secret_fragments(destination.secrets)
+    try:
+        settings = SmtpSettings.for_connection(destination)
+    except (ValueError, TypeError) as exc:
+        error = short_error(str(exc), fragments)
+        return ConnectionCheck(ok=False, latency_ms=0.0, stage="CONNECT", error=error)
+    started = time.perf_counter()
+    progress = _Progress()
+    ready = False
+    try:
+        async with asyncio.timeout(context.timeout):
+            async with smtp_session(settings, context, progress) as smtp:
+                ready = True
+                await smtp.quit()
+    except (aiosmtplib.SMTPException, OSError, SmtpRefusal) as exc:
+        if not ready:  # once logged in, only the goodbye failed: the connection is good
+            error, _, code = describe_smtp_failure(exc, settings, context.timeout)
+            return ConnectionCheck(
+                ok=False,
+                latency_ms=_since(started),
+                stage=_failed_stage(exc, progress),
+                error=short_error(error, fragments),
+                status_code=code,
+            )
+    return ConnectionCheck(ok=True, latency_ms=_since(started))
+
+
+def _failed_stage(exc: BaseException, progress: _Progress) -> str:
+    """A TLS failure is TLS even inside CONNECT (implicit TLS shakes hands on connect)."""
+    if any(isinstance(cause, ssl.SSLError) for cause in exception_chain(exc)):
+        return "TLS"
+    return progress.stage or "CONNECT"
 
 
 @dataclass(slots=True)
@@ -317,6 +509,8 @@ class _Progress:
     accepted_code: int | None = None
     refused: dict[str, aiosmtplib.SMTPResponse] = field(default_factory=dict)
     "Recipients the server refused while it accepted the others (and the message)."
+    stage: str | None = None
+    "The step of the conversation under way: CONNECT, TLS or AUTH; None once logged in."
 
 
 def describe_partial_refusal(
@@ -340,6 +534,23 @@ def describe_partial_refusal(
 async def _deliver(
     settings: SmtpSettings, mail: EmailMessage, context: SendContext, progress: _Progress
 ) -> None:
+    async with smtp_session(settings, context, progress) as smtp:
+        refused, _ = await smtp.send_message(
+            mail, sender=settings.sender, recipients=list(settings.recipients)
+        )
+        progress.refused = dict(refused)
+        progress.accepted_code = int(aiosmtplib.SMTPStatus.completed)  # 250: DATA accepted
+        await smtp.quit()
+
+
+@asynccontextmanager
+async def smtp_session(
+    settings: SmtpSettings, context: SendContext, progress: _Progress
+) -> AsyncIterator[aiosmtplib.SMTP]:
+    """A connection to a checked address of the host, with TLS as ``security`` says and
+    logged in when a username and password are set; ``progress.stage`` names the step under
+    way. Closed on exit. The caller's ``asyncio.timeout`` bounds it."""
+    progress.stage = "CONNECT"
     targets = await resolve_smtp_host(settings.host, settings.port, context.allowed_networks)
     sock = await _open_socket(targets)
     try:
@@ -358,24 +569,27 @@ async def _deliver(
     )
     try:
         await smtp.connect()
-        if settings.security == "STARTTLS":
-            await smtp.ehlo()
-            if not smtp.supports_extension("starttls"):
-                raise SmtpRefusal(f"SMTP server {settings.host} does not offer STARTTLS")
-            await smtp.starttls()
-        if settings.username and settings.password:
-            await smtp.ehlo()
-            if not smtp.supports_extension("auth"):
-                raise SmtpRefusal(f"SMTP server {settings.host} does not offer AUTH")
-            await smtp.login(settings.username, settings.password)
-        refused, _ = await smtp.send_message(
-            mail, sender=settings.sender, recipients=list(settings.recipients)
-        )
-        progress.refused = dict(refused)
-        progress.accepted_code = int(aiosmtplib.SMTPStatus.completed)  # 250: DATA accepted
-        await smtp.quit()
+        await _negotiate(smtp, settings, progress)
+        progress.stage = None
+        yield smtp
     finally:
         smtp.close()
+
+
+async def _negotiate(smtp: aiosmtplib.SMTP, settings: SmtpSettings, progress: _Progress) -> None:
+    """STARTTLS when the channel says so (or nothing: no downgrade), then the login."""
+    if settings.security == "STARTTLS":
+        progress.stage = "TLS"
+        await smtp.ehlo()
+        if not smtp.supports_extension("starttls"):
+            raise SmtpRefusal(f"SMTP server {settings.host} does not offer STARTTLS")
+        await smtp.starttls()
+    if settings.username and settings.password:
+        progress.stage = "AUTH"
+        await smtp.ehlo()
+        if not smtp.supports_extension("auth"):
+            raise SmtpRefusal(f"SMTP server {settings.host} does not offer AUTH")
+        await smtp.login(settings.username, settings.password)
 
 
 def _refuse_plaintext_login(

@@ -11,10 +11,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tocsin.channels.base import Message
 from tocsin.storage.redaction import give_aways, leaf_strings
+
+if TYPE_CHECKING:  # channels/base.py imports this module
+    from tocsin.channels.base import Message
 
 ELLIPSIS = "…"
 ERROR_LIMIT = 300

@@ -90,7 +90,15 @@ def mail_send_body(mail: Mail) -> dict[str, Any]:
 
 
 async def send_mail(context: SendContext, destination: Destination, mail: Mail) -> SendResult:
-    """POST ``mail`` once within ``context.timeout`` and judge SendGrid's answer.
+    """POST ``mail`` once within ``context.timeout`` and judge SendGrid's answer."""
+    return await send_body(context, destination, mail_send_body(mail))
+
+
+async def send_body(
+    context: SendContext, destination: Destination, payload: Mapping[str, Any]
+) -> SendResult:
+    """POST a v3 body (``mail_send_body``) once within ``context.timeout`` and judge
+    SendGrid's answer.
 
     Not ``channels/http.py``'s ``post``: that one judges without the answer's body, and
     SendGrid says what is wrong in it. The egress policy is applied the same way.
@@ -104,7 +112,7 @@ async def send_mail(context: SendContext, destination: Destination, mail: Mail) 
     started = time.perf_counter()
     try:
         check_destination(url, context.allowed_networks)
-        content = json_body(mail_send_body(mail))
+        content = json_body(payload)
         async with asyncio.timeout(context.timeout):
             async with context.http.stream("POST", url, content=content, headers=headers) as reply:
                 body = await _read_head(reply)

@@ -22,12 +22,24 @@ from tocsin.channels import fields
 from tocsin.channels.base import (
     CheckContext,
     Destination,
+    Digest,
     Field,
     Kind,
     Message,
     ProblemSink,
     SendContext,
     SendResult,
+)
+from tocsin.channels.digest_layout import (
+    Cost,
+    Entry,
+    PartInfo,
+    event_about,
+    event_detail,
+    event_title,
+    lay_out,
+    period_text,
+    title_text,
 )
 from tocsin.channels.http import JSON_HEADERS, json_body, judge_response, parse_retry_after, post
 from tocsin.channels.rendering import (
@@ -36,6 +48,7 @@ from tocsin.channels.rendering import (
     human_time,
     metadata_items,
     short_error,
+    text_length,
     truncate,
 )
 
@@ -244,19 +257,33 @@ class SlackSender(Kind):
 
     def render(self, destination: Destination, message: Message, context: SendContext) -> Any:
         """The webhook's or chat.postMessage's JSON: text and blocks, and the channel if set."""
-        payload = slack_payload(message, context.message_prefix)
-        channel = destination.config.get("channel")
-        return {"channel": channel, **payload} if channel else payload
+        return _addressed(destination, slack_payload(message, context.message_prefix))
+
+    def render_digest(
+        self, destination: Destination, digest: Digest, context: SendContext
+    ) -> list[Any]:
+        """A header, the period and a section per event; split at 50 blocks."""
+        return [
+            _addressed(destination, payload)
+            for payload in slack_digest_payloads(digest, context.message_prefix)
+        ]
 
     async def send(
         self, destination: Destination, message: Message, context: SendContext
+    ) -> SendResult:
+        return await self.send_rendered(
+            destination, self.render(destination, message, context), context
+        )
+
+    async def send_rendered(
+        self, destination: Destination, rendered: Any, context: SendContext
     ) -> SendResult:
         """Through chat.postMessage when a bot token and a channel are set (they win over
         a webhook URL), else through the webhook URL."""
         token = destination.secrets.get("bot_token")
         channel = destination.config.get("channel")
         url = destination.secrets.get("webhook_url")
-        body = json_body(self.render(destination, message, context))
+        body = json_body(rendered)
         if token and channel:
             if not _BOT_TOKEN.match(str(token)):
                 return SendResult(ok=False, latency_ms=0.0, error="Slack bot token is malformed")
@@ -271,3 +298,65 @@ class SlackSender(Kind):
             error = "Slack channel is not set (a bot token needs one)"
             return SendResult(ok=False, latency_ms=0.0, error=error)
         return SendResult(ok=False, latency_ms=0.0, error="Slack webhook URL is not set")
+
+
+def _addressed(destination: Destination, payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with the channel's ``channel``, when one is set."""
+    channel = destination.config.get("channel")
+    return {"channel": channel, **payload} if channel else payload
+
+
+# Digests: a header, the period, then one section per event.
+
+MAX_BLOCKS = 50
+MESSAGE_TEXT_LIMIT = 40_000
+"All the text of one message: Slack cuts a longer ``text``; kept for the blocks as well."
+
+
+def slack_digest_payloads(digest: Digest, prefix: str) -> list[dict[str, Any]]:
+    """The digest as consecutive messages of at most 50 blocks and 40 000 characters."""
+    entries = [_digest_entry(message) for message in digest.messages]
+
+    def shell_cost(part: PartInfo) -> Cost:
+        shell = _digest_shell(digest, part, prefix)
+        return len(shell["blocks"]), _text_size(shell)
+
+    parts = lay_out(digest, entries, shell_cost, (MAX_BLOCKS, MESSAGE_TEXT_LIMIT))
+    payloads = []
+    for part, chosen in parts:
+        payload = _digest_shell(digest, part, prefix)
+        payload["blocks"] += [entry.content for entry in chosen]
+        payloads.append(payload)
+    return payloads
+
+
+def _digest_shell(digest: Digest, part: PartInfo, prefix: str) -> dict[str, Any]:
+    title = title_text(prefix, digest, part)
+    period = period_text(digest, part)
+    header = truncate(title, HEADER_LIMIT)
+    context = fit_escaped(period, SECTION_LIMIT, escape_mrkdwn)
+    return {
+        "text": fit_escaped(f"{title} · {period}", TEXT_LIMIT, escape_mrkdwn),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+        ],
+    }
+
+
+def _digest_entry(message: Message) -> Entry:
+    title, title_cut = event_title(message, escape=escape_mrkdwn)
+    detail, detail_cut = event_detail(message, escape=escape_mrkdwn)
+    about = fit_escaped(event_about(message), 300, escape_mrkdwn)
+    text = f"*{title}*\n{about}" + (f"\n{detail}" if detail else "")
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return Entry(section, (1, text_length(text)), shortened=title_cut or detail_cut)
+
+
+def _text_size(payload: dict[str, Any]) -> int:
+    """The characters of ``text`` and of every block's text."""
+    size = text_length(payload["text"])
+    for block in payload["blocks"]:
+        texts = [block.get("text"), *block.get("elements", [])]
+        size += sum(text_length(t["text"]) for t in texts if t)
+    return size

@@ -7,7 +7,26 @@ import re
 from typing import Any
 
 from tocsin.channels import fields
-from tocsin.channels.base import Destination, Field, Kind, Message, SendContext, SendResult
+from tocsin.channels.base import (
+    Destination,
+    Digest,
+    Field,
+    Kind,
+    Message,
+    SendContext,
+    SendResult,
+)
+from tocsin.channels.digest_layout import (
+    Cost,
+    Entry,
+    PartInfo,
+    event_about,
+    event_detail,
+    event_title,
+    lay_out,
+    period_text,
+    title_text,
+)
 from tocsin.channels.http import JSON_HEADERS, json_body, post
 from tocsin.channels.rendering import (
     fit_escaped,
@@ -78,8 +97,25 @@ class TelegramSender(Kind):
         chat_id = str(destination.config.get("chat_id"))
         return telegram_payload(message, context.message_prefix, chat_id)
 
+    def render_digest(
+        self, destination: Destination, digest: Digest, context: SendContext
+    ) -> list[Any]:
+        """One message listing every event; split at 4 096 characters."""
+        chat_id = str(destination.config.get("chat_id"))
+        return [
+            {"chat_id": chat_id, "text": text, "parse_mode": "HTML"}
+            for text in telegram_digest_texts(digest, context.message_prefix)
+        ]
+
     async def send(
         self, destination: Destination, message: Message, context: SendContext
+    ) -> SendResult:
+        return await self.send_rendered(
+            destination, self.render(destination, message, context), context
+        )
+
+    async def send_rendered(
+        self, destination: Destination, rendered: Any, context: SendContext
     ) -> SendResult:
         token = destination.secrets.get("bot_token")
         chat_id = destination.config.get("chat_id")
@@ -89,5 +125,40 @@ class TelegramSender(Kind):
         if not _BOT_TOKEN.fullmatch(str(token)):
             return SendResult(ok=False, latency_ms=0.0, error="Telegram bot token is malformed")
         url = f"{context.telegram_api_base.rstrip('/')}/bot{token}/sendMessage"
-        body = json_body(self.render(destination, message, context))
-        return await post(context, destination, url, content=body, headers=JSON_HEADERS)
+        return await post(
+            context, destination, url, content=json_body(rendered), headers=JSON_HEADERS
+        )
+
+
+# Digests: the headline and period, then each event's title, about line and detail.
+
+_GAP = "\n\n"
+
+
+def telegram_digest_texts(digest: Digest, prefix: str) -> list[str]:
+    """The digest as consecutive HTML texts of at most 4 096 characters (measured with the
+    tags, so the text Telegram counts after parsing them is shorter still)."""
+    entries = [_digest_entry(message) for message in digest.messages]
+
+    def shell_cost(part: PartInfo) -> Cost:
+        return (text_length(_digest_head(digest, part, prefix)),)
+
+    parts = lay_out(digest, entries, shell_cost, (TEXT_LIMIT,))
+    return [
+        _GAP.join([_digest_head(digest, part, prefix), *(entry.content for entry in chosen)])
+        for part, chosen in parts
+    ]
+
+
+def _digest_head(digest: Digest, part: PartInfo, prefix: str) -> str:
+    title = fit_escaped(title_text(prefix, digest, part), 512, escape_html)
+    period = fit_escaped(period_text(digest, part), 512, escape_html)
+    return f"<b>{title}</b>\n<i>{period}</i>"
+
+
+def _digest_entry(message: Message) -> Entry:
+    title, title_cut = event_title(message, escape=escape_html)
+    detail, detail_cut = event_detail(message, escape=escape_html)
+    about = fit_escaped(event_about(message), 300, escape_html)
+    text = f"<b>{title}</b>\n<i>{about}</i>" + (f"\n{detail}" if detail else "")
+    return Entry(text, (text_length(_GAP) + text_length(text),), shortened=title_cut or detail_cut)

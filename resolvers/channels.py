@@ -25,6 +25,7 @@ from tocsin.storage.types import utcnow
 COMMON_DEFAULTS: dict[str, Any] = {
     "enabled": True,
     "event_types": None,
+    "event_categories": None,
     "min_priority": Priority.INFO.value,
     "metadata_match": None,
     "mode": DeliveryMode.REALTIME.value,
@@ -66,6 +67,9 @@ async def save_channel(
             audit_changes: dict[str, Any] = {}
             known_types = await _event_type_names(session) if "event_types" in changes else set()
             _apply_common(row, spec, changes, problems, audit_changes, known_types, creating)
+            if "event_categories" in changes:
+                known = await _category_names(session)
+                _apply_categories(row, changes["event_categories"], problems, audit_changes, known)
             _apply_config(ctx, row, spec, changes, problems, audit_changes)
             _apply_secrets(ctx, row, spec, changes, problems, audit_changes)
             spec.check_channel(
@@ -113,6 +117,29 @@ async def _event_type_names(session: AsyncSession) -> set[str]:
     return set((await session.scalars(select(col(EventTypeRow.name)))).all())
 
 
+async def _category_names(session: AsyncSession) -> set[str]:
+    return set((await session.scalars(select(col(EventTypeRow.category)).distinct())).all())
+
+
+def _apply_categories(
+    row: ChannelRow,
+    names: list[str] | None,
+    problems: Problems,
+    audit: dict[str, Any],
+    known: set[str],
+) -> None:
+    if names is not None:
+        check.check_event_categories(problems, "eventCategories", names, known)
+        names = sorted(set(names))
+    audit["event_categories"] = routing_change(row.event_categories, names)
+    row.event_categories = names
+
+
+def routing_change(before: Any, after: Any) -> dict[str, Any]:
+    """How the audit log records a change to what a channel receives."""
+    return {"before": before, "after": after}
+
+
 def _apply_common(
     row: ChannelRow,
     spec: Kind,
@@ -137,21 +164,21 @@ def _apply_common(
                 value = COMMON_DEFAULTS[key]
             if key == "max_retries":
                 check.check_max_retries(problems, "maxRetries", value)
+            audit[key] = value if key == "max_retries" else routing_change(getattr(row, key), value)
             setattr(row, key, value)
-            audit[key] = value
     if "event_types" in changes:
         names = changes["event_types"]
         if names is not None:
             check.check_event_types(problems, "eventTypes", names, known_types)
             names = sorted(set(names))
+        audit["event_types"] = routing_change(row.event_types, names)
         row.event_types = names
-        audit["event_types"] = names
     if "metadata_match" in changes:
         value = changes["metadata_match"]
         if value is not None:
             value = check.check_metadata_match(problems, "metadataMatch", value)
+        audit["metadata_match"] = routing_change(row.metadata_match, value)
         row.metadata_match = value
-        audit["metadata_match"] = value
 
 
 def _apply_config(
@@ -252,6 +279,7 @@ async def mute_channel(
             row = await session.get(ChannelRow, channel_id, with_for_update=True)
             if row is None:
                 raise ProblemError([not_found("channel")])
+            before = _instant(row.muted_until)
             row.muted_until = until
             row.updated_at = utcnow()
             record_audit(
@@ -259,11 +287,20 @@ async def mute_channel(
                 actor=ctx.principal.name,
                 action="channel.mute" if until else "channel.unmute",
                 target=row.id,
-                details={"kind": row.kind, "name": row.name, "until": until and until.isoformat()},
+                details={
+                    "kind": row.kind,
+                    "name": row.name,
+                    "until": _instant(until),
+                    "changes": {"muted_until": routing_change(before, _instant(until))},
+                },
             )
     except ProblemError as exc:
         return None, exc.problems
     return row, []
+
+
+def _instant(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 async def delete_channel(ctx: Context, channel_id: str) -> tuple[str | None, list[Problem]]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from tocsin.resolvers.audit import record_audit
 from tocsin.resolvers.context import Context
@@ -17,10 +18,23 @@ _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}\Z")  # \Z: "$" would admit a final 
 MAX_DEDUP_WINDOW = 30 * 86400
 
 
-async def list_event_types(ctx: Context) -> list[EventTypeRow]:
+async def list_event_types(
+    ctx: Context, *, category: str | None = None, search: str | None = None
+) -> list[EventTypeRow]:
+    """The catalog, or the types of one category, or those whose name or description holds
+    ``search`` (ignoring case)."""
     async with ctx.db.read() as session:
         stmt = select(EventTypeRow).order_by(EventTypeRow.category, EventTypeRow.name)
-        return list((await session.scalars(stmt)).all())
+        if category is not None:
+            stmt = stmt.where(col(EventTypeRow.category) == category)
+        rows = list((await session.scalars(stmt)).all())
+    if search:
+        # In Python, not SQL: the catalog is small, and LIKE would read % and _ as patterns.
+        wanted = search.casefold()
+        rows = [
+            r for r in rows if wanted in r.name.casefold() or wanted in r.description.casefold()
+        ]
+    return rows
 
 
 async def register_event_type(

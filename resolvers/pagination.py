@@ -1,4 +1,10 @@
-"""Cursor pagination, newest first, over tables whose ids sort by creation time."""
+"""Keyset pagination, newest first, over tables whose ids sort by creation time.
+
+The cursor is the last row's id (opaque to clients): a page is ``id < cursor ORDER BY id
+DESC LIMIT n``, an index range on the primary key however deep the page, never an
+offset. ``totalCount`` is counted exactly up to ``COUNT_BOUND`` rows (a LIMITed subquery,
+so a table of millions costs at most that many index entries); past it, it is the bound.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,12 @@ from tocsin.resolvers.problems import Problem, ProblemError
 
 T = TypeVar("T")
 MAX_PAGE = 200
+COUNT_BOUND = 10_000
+"totalCount is exact up to this many rows; past it, it is this number."
+TOTAL_COUNT_DESCRIPTION = (
+    f"How many match: exact up to {COUNT_BOUND}; when more match, {COUNT_BOUND} (read it as "
+    "'at least'), so that counting stays fast on tables of millions."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +56,8 @@ async def paginate(
         raise ProblemError(
             [Problem(["first"], "OUT_OF_RANGE", f"Ask for 0 to {MAX_PAGE} items at a time.")]
         )
-    total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    bounded = stmt.order_by(None).limit(COUNT_BOUND).subquery()
+    total = await session.scalar(select(func.count()).select_from(bounded))
     page_stmt = stmt.order_by(id_column.desc()).limit(first + 1)
     if after is not None:
         page_stmt = page_stmt.where(id_column < decode_cursor(after))

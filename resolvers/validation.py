@@ -66,3 +66,16 @@ def non_finite_at(value: Any) -> str | None:
             children = [(v, f"{path}[{i}]") for i, v in enumerate(current)]
         pending.extend(reversed(children))  # the first one found is the first in the value
     return None
+
+
+def check_event_categories(
+    problems: Problems, path: str, names: list[str], known: set[str]
+) -> None:
+    for index, name in enumerate(names):
+        if name not in known:
+            listed = ", ".join(sorted(known))
+            problems.add(
+                [path, str(index)],
+                "UNKNOWN_CATEGORY",
+                f"No event type is in the category {name!r}; the categories are {listed}.",
+            )

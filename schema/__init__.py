@@ -23,6 +23,7 @@ from tocsin.schema.mutation import Mutation
 from tocsin.schema.permissions import ErrorsBesideData
 from tocsin.schema.query import Query
 from tocsin.schema.scalars import JSON, DateTime, JSONScalar
+from tocsin.schema.subscription import Subscription
 from tocsin.schema.types import KIND_TYPES
 
 MAX_DEPTH = 10
@@ -94,6 +95,7 @@ def build_schema() -> strawberry.Schema:
     return TocsinSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[channel_type for channel_type, _ in KIND_TYPES.values()],
         scalar_overrides={datetime: DateTime, JSON: JSONScalar},
         config=StrawberryConfig(auto_camel_case=True),

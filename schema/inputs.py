@@ -29,6 +29,10 @@ class ChannelInputBase:
     name: Maybe[str | None]
     enabled: Maybe[bool | None]
     event_types: Maybe[list[str] | None]
+    event_categories: Maybe[list[str] | None] = strawberry.field(
+        description="Event categories this channel receives, besides those of eventTypes; "
+        "with eventTypes also null, every event."
+    )
     min_priority: Maybe[Priority | None]
     metadata_match: Maybe[JSON | None]
     mode: Maybe[DeliveryMode | None]

@@ -22,6 +22,7 @@ from tocsin.schema.inputs import (
     present_fields,
 )
 from tocsin.schema.permissions import ADMINS, EDITORS, EMITTERS
+from tocsin.schema.smtp_test import test_smtp_connection_field
 from tocsin.schema.types import (
     ApiToken,
     ChannelTestResult,
@@ -135,6 +136,8 @@ class Mutation:
                 )
             )
         return SendTestPayload(results=results, errors=user_errors(problems))
+
+    test_smtp_connection = test_smtp_connection_field
 
     @strawberry.mutation(permission_classes=EMITTERS)
     async def emit_event(self, info: Info, input: EmitEventInput) -> EmitEventPayload:

@@ -10,6 +10,7 @@ from tocsin.resolvers import audit, channels, deliveries, event_types, tokens
 from tocsin.schema.enums import ChannelKind
 from tocsin.schema.inputs import DeliveryFilter
 from tocsin.schema.permissions import ADMINS, ANYONE, EDITORS, READERS
+from tocsin.schema.routing import EXPLAIN_DESCRIPTION, explain_routing
 from tocsin.schema.types import (
     ApiToken,
     AuditEntryConnection,
@@ -59,9 +60,20 @@ class Query:
         row = await channels.get_channel(info.context, str(id))
         return channel_from_row(row) if row else None
 
-    @strawberry.field(permission_classes=READERS)
-    async def event_types(self, info: Info) -> list[EventType]:
-        return [EventType.from_row(row) for row in await event_types.list_event_types(info.context)]
+    @strawberry.field(
+        permission_classes=READERS,
+        description="The catalog; with category, that category's types; with search, the "
+        "types whose name or description holds it (ignoring case).",
+    )
+    async def event_types(
+        self, info: Info, category: str | None = None, search: str | None = None
+    ) -> list[EventType]:
+        rows = await event_types.list_event_types(info.context, category=category, search=search)
+        return [EventType.from_row(row) for row in rows]
+
+    explain_routing = strawberry.field(
+        resolver=explain_routing, permission_classes=EDITORS, description=EXPLAIN_DESCRIPTION
+    )
 
     @strawberry.field(permission_classes=EDITORS)
     async def event(self, info: Info, id: strawberry.ID) -> Event | None:

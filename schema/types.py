@@ -15,7 +15,7 @@ from strawberry.types import Info
 from tocsin.channels.email import email_provider
 from tocsin.channels.registry import is_configured, kind_for
 from tocsin.resolvers import deliveries as delivery_service
-from tocsin.resolvers.pagination import Page
+from tocsin.resolvers.pagination import TOTAL_COUNT_DESCRIPTION, Page
 from tocsin.resolvers.problems import Problem
 from tocsin.schema.enums import (
     ChannelKind,
@@ -29,6 +29,8 @@ from tocsin.schema.enums import (
 from tocsin.schema.permissions import EDITORS, EVENT_READERS, RefuseBesideData
 from tocsin.schema.scalars import JSON
 from tocsin.storage import tables
+from tocsin.storage.mutes import mute_in_force
+from tocsin.storage.types import utcnow
 
 
 @strawberry.type(
@@ -81,6 +83,11 @@ class Channel:
     event_types: list[str] | None = strawberry.field(
         description="Event types this channel receives; null means every event type."
     )
+    event_categories: list[str] | None = strawberry.field(
+        description="Event categories this channel receives: an event is routed here when its "
+        "type is in eventTypes or its category is in eventCategories; both null means every "
+        "event."
+    )
     min_priority: Priority = strawberry.field(
         description="Events below this priority are not sent here."
     )
@@ -89,7 +96,9 @@ class Channel:
         "null matches all."
     )
     mode: DeliveryMode
-    muted_until: datetime | None
+    muted_until: datetime | None = strawberry.field(
+        description="While muted, the end of the mute; null once it has passed."
+    )
     max_retries: int
     created_at: datetime
     updated_at: datetime
@@ -220,10 +229,11 @@ def _common_values(row: tables.ChannelRow) -> dict[str, Any]:
         "enabled": row.enabled,
         "configured": is_configured(row),
         "event_types": row.event_types,
+        "event_categories": row.event_categories,
         "min_priority": Priority(row.min_priority),
         "metadata_match": row.metadata_match,
         "mode": DeliveryMode(row.mode),
-        "muted_until": row.muted_until,
+        "muted_until": mute_in_force(row.muted_until, utcnow()),
         "max_retries": row.max_retries,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
@@ -341,6 +351,10 @@ class Delivery:
     last_status_code: int | None = _editors()
     created_at: datetime = _editors()
     delivered_at: datetime | None = _editors()
+    reason: str | None = strawberry.field(
+        permission_classes=EDITORS,
+        description="Why it was suppressed (muted, disabled, deduplicated); null when it was not.",
+    )
     event_id: strawberry.Private[str]
     channel_id: strawberry.Private[str | None]
 
@@ -373,9 +387,18 @@ class Delivery:
             last_status_code=row.last_status_code,
             created_at=row.created_at,
             delivered_at=row.delivered_at,
+            reason=_reason(row),
             event_id=row.event_id,
             channel_id=row.channel_id,
         )
+
+
+def _reason(row: tables.DeliveryRow) -> str | None:
+    # A row the worker suppressed (its channel muted or disabled after routing) keeps the
+    # worker's sentence in last_error: it is the reason all the same.
+    if row.reason is None and row.status == DeliveryStatus.SUPPRESSED:
+        return row.last_error
+    return row.reason
 
 
 # -- catalog, status, tokens, audit ------------------------------------------------------
@@ -470,7 +493,7 @@ def _page_info(page: Page[Any]) -> PageInfo:
 class EventConnection:
     nodes: list[Event]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=TOTAL_COUNT_DESCRIPTION)
 
     @classmethod
     def from_page(cls, page: Page[tables.EventRow]) -> EventConnection:
@@ -485,7 +508,7 @@ class EventConnection:
 class DeliveryConnection:
     nodes: list[Delivery]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=TOTAL_COUNT_DESCRIPTION)
 
     @classmethod
     def from_page(cls, page: Page[tables.DeliveryRow]) -> DeliveryConnection:
@@ -497,7 +520,7 @@ class DeliveryConnection:
 class AuditEntryConnection:
     nodes: list[AuditEntry]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=TOTAL_COUNT_DESCRIPTION)
 
     @classmethod
     def from_page(cls, page: Page[tables.AuditEntryRow]) -> AuditEntryConnection:

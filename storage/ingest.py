@@ -30,11 +30,15 @@ __all__ = [
     "Matcher",
     "NewEvent",
     "WrittenEvent",
+    "dedup_reason",
+    "judge",
     "metadata_fingerprint",
     "write_events",
 ]
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+MAX_REASON = 500
+"delivery.reason's length: a longer sentence is cut rather than fail the whole emit."
 
 
 @dataclass(slots=True)
@@ -73,6 +77,24 @@ class Decision:
 Matcher = Callable[[ChannelRow, NewEvent, datetime], Decision]
 "Routing (``resolvers/routing.route``): the decision for one channel and one new event."
 
+_SENT = frozenset({RouteOutcome.SEND, RouteOutcome.DIGEST})
+
+
+def judge(decision: Decision, dedup: str | None) -> Decision:
+    """Routing's decision for a channel once dedup has spoken: a deduplicated event is
+    recorded, not sent, so what routing would send is SUPPRESSED with the dedup reason."""
+    if dedup is not None and decision.outcome in _SENT:
+        return Decision(RouteOutcome.SUPPRESSED, dedup)
+    return decision
+
+
+async def dedup_reason(session: AsyncSession, new: NewEvent, *, now: datetime) -> str | None:
+    """Read-only (for explainRouting): why ``new`` would be deduplicated now, or None.
+    Takes no lock: it answers what the database says at this moment."""
+    windows = await _dedup_windows(session, [new])
+    last_sent = await _last_sent_by_dedup_key(session, [new], windows, now, lock=False)
+    return _Dedup(windows, last_sent).reason(new, now)
+
 
 def dedup_lock_key(event_type: str, dedup_key: str) -> int:
     """The PostgreSQL advisory lock (a signed 64-bit number) of one (type, dedup key)."""
@@ -106,17 +128,17 @@ async def write_events(
         if key is not None and key in earlier:
             results.append(WrittenEvent(earlier[key], deduplicated=False, replayed=True))
             continue
-        deduplicated = dedup.sent_recently(new, now)
+        dedup_says = dedup.reason(new, now)
+        deduplicated = dedup_says is not None
         row = _event_row(new, deduplicated=deduplicated, now=now)
         written = WrittenEvent(row, deduplicated=deduplicated)
         results.append(written)
         if key is not None:
             earlier[key] = row
         event_rows.append(_event_values(row))
-        if deduplicated:
-            continue
-        dedup.mark_sent(new, now)
-        for values in _deliveries_for(row, new, channels, matches, now):
+        if not deduplicated:
+            dedup.mark_sent(new, now)
+        for values in _deliveries_for(row, new, channels, matches, now, dedup_says):
             written.delivery_ids.append(values["id"])
             delivery_rows.append(values)
     if event_rows:
@@ -134,13 +156,16 @@ class _Dedup:
     windows: dict[str, timedelta]
     last_sent: dict[tuple[str, str], datetime]
 
-    def sent_recently(self, new: NewEvent, now: datetime) -> bool:
-        """A twin of ``new`` was sent within its type's dedup window."""
+    def reason(self, new: NewEvent, now: datetime) -> str | None:
+        """Why ``new`` is not sent: a twin was sent within its type's dedup window; or None."""
         if not new.dedup_key:
-            return False
+            return None
         window = self.windows.get(new.type)
         sent = self.last_sent.get((new.type, new.dedup_key))
-        return bool(window and sent is not None and now - sent < window)
+        if not window or sent is None or now - sent >= window:
+            return None
+        ago = int((now - sent).total_seconds())
+        return f"dedup: same dedupKey sent {ago} s ago (window {int(window.total_seconds())} s)"
 
     def mark_sent(self, new: NewEvent, now: datetime) -> None:
         if new.dedup_key:
@@ -170,11 +195,12 @@ def _deliveries_for(
     channels: Sequence[ChannelRow],
     matches: Matcher,
     now: datetime,
+    dedup: str | None,
 ) -> list[dict[str, Any]]:
     """The delivery rows of one event: one per channel routing does not skip."""
     deliveries: list[dict[str, Any]] = []
     for channel in channels:
-        decision = matches(channel, new, now)
+        decision = judge(matches(channel, new, now), dedup)
         if decision.outcome is RouteOutcome.SKIPPED:
             continue
         # DIGEST is sent at once until digests are rows (issue 9).
@@ -189,6 +215,9 @@ def _deliveries_for(
                 "attempt_count": 0,
                 "next_attempt_at": now if status == DeliveryStatus.PENDING else None,
                 "created_at": now,
+                "reason": (
+                    decision.reason[:MAX_REASON] if status == DeliveryStatus.SUPPRESSED else None
+                ),
             }
         )
     return deliveries
@@ -266,11 +295,14 @@ async def _last_sent_by_dedup_key(
     events: Sequence[NewEvent],
     windows: dict[str, timedelta],
     now: datetime,
+    *,
+    lock: bool = True,
 ) -> dict[tuple[str, str], datetime]:
     wanted = {(e.type, e.dedup_key) for e in events if e.dedup_key and e.type in windows}
     if not wanted:
         return {}
-    await _lock_dedup_keys(session, wanted)
+    if lock:
+        await _lock_dedup_keys(session, wanted)
     conditions = [
         and_(
             col(EventRow.type) == event_type,

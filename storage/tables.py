@@ -26,6 +26,7 @@ class ChannelRow(SQLModel, table=True):
     name: str = Field(max_length=200)
     enabled: bool = True
     event_types: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    event_categories: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     min_priority: str = Field(default="INFO", max_length=16)
     metadata_match: dict[str, Any] | None = Field(
         default=None, sa_column=Column(JSON, nullable=True)
@@ -84,6 +85,7 @@ class EventRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("idempotency_key", name="uq_event_idempotency_key"),
         Index("ix_event_type_dedup", "type", "dedup_key", "created_at"),
+        Index("ix_event_created_at", "created_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -134,6 +136,8 @@ class DeliveryRow(SQLModel, table=True):
     last_status_code: int | None = None
     created_at: datetime = _utc()
     delivered_at: datetime | None = _utc(nullable=True)
+    reason: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    "Why routing suppressed it (muted, deduplicated); null for a delivery routing sent."
 
 
 class DeliveryAttemptRow(SQLModel, table=True):

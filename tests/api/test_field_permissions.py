@@ -125,6 +125,13 @@ def test_an_emitter_reaches_events_only_through_its_emit_payloads() -> None:
     assert outcome_fields(edges) == set()
 
 
+def test_only_editors_reach_route_decisions() -> None:
+    # explainRouting's reasons quote the event's metadata and the channels' filters
+    assert "RouteDecision" in walk(Role.EDITOR)[0] and "RouteDecision" in walk(Role.ADMIN)[0]
+    assert "RouteDecision" not in walk(Role.VIEWER)[0]
+    assert "RouteDecision" not in walk(Role.EMITTER)[0]
+
+
 def test_every_content_field_carries_its_own_permission() -> None:
     # in depth: should a future field lead a VIEWER to one of these types, its fields still
     # refuse the VIEWER

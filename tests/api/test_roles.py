@@ -51,6 +51,11 @@ QUERIES: dict[str, Entry] = {
     "channels": Entry("{ channels { id name } }", READERS),
     "channel": Entry(f'{{ channel(id: "{NO_SUCH_ID}") {{ id }} }}', READERS),
     "eventTypes": Entry("{ eventTypes { name } }", READERS),
+    "explainRouting": Entry(
+        'query { explainRouting(input: {type: "test", title: "role probe"}) '
+        "{ channel { id } outcome reason } }",
+        EDITORS,
+    ),
     "event": Entry(f'{{ event(id: "{NO_SUCH_ID}") {{ id }} }}', EDITORS),
     "events": Entry("{ events(first: 5) { totalCount nodes { id } } }", EDITORS),
     "deliveries": Entry("{ deliveries(first: 5) { totalCount nodes { id } } }", EDITORS),
@@ -76,6 +81,9 @@ MUTATIONS: dict[str, Entry] = {
         EDITORS,
     ),
     "sendTest": Entry("mutation { sendTest { results { ok } errors { code } } }", EDITORS),
+    "testSmtpConnection": Entry(
+        "mutation { testSmtpConnection { ok stage error errors { code } } }", EDITORS
+    ),
     "emitEvent": Entry(
         'mutation { emitEvent(input: {type: "test", title: "role probe"}) '
         "{ event { id } deduplicated errors { code } } }",
@@ -203,10 +211,12 @@ def test_the_table_is_the_contracts() -> None:
         "deleteChannel",
         "muteChannel",
         "sendTest",
+        "testSmtpConnection",
         "event",
         "events",
         "deliveries",
         "retryDelivery",
+        "explainRouting",
     }
     assert set(allowed[ADMIN]) == {f for entries in ROLE_TABLE.values() for f in entries}
 

@@ -44,7 +44,7 @@ SAFE_SECRET_NAMES = {
 }
 # Every field of a channel that can hold free text (String, ID, JSON), reviewed one by one:
 # none of them is a secret. A new one fails the test until it is reviewed and added here.
-CHANNEL_TEXT_FIELDS = {"id", "name", "eventTypes", "metadataMatch"}
+CHANNEL_TEXT_FIELDS = {"id", "name", "eventTypes", "eventCategories", "metadataMatch"}
 KIND_TEXT_FIELDS = {
     "SlackChannel": {"webhookUrlHint", "channel"},
     "DiscordChannel": {"webhookUrlHint"},
@@ -60,11 +60,13 @@ Composite = GraphQLObjectType | GraphQLInterfaceType
 
 
 def output_types() -> dict[str, Composite]:
-    """Every object and interface type reachable from Query and Mutation (through field
-    types, interfaces' implementations and unions' members)."""
+    """Every object and interface type reachable from Query, Mutation and Subscription
+    (through field types, interfaces' implementations and unions' members)."""
     graphql_schema = schema._schema
     found: dict[str, Composite] = {}
     pending: list[GraphQLNamedType] = [graphql_schema.query_type, graphql_schema.mutation_type]
+    if graphql_schema.subscription_type is not None:
+        pending.append(graphql_schema.subscription_type)
     while pending:
         current = pending.pop()
         if current.name in found:

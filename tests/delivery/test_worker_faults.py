@@ -242,14 +242,14 @@ async def test_secrets_that_cannot_be_decrypted_fail_attempts_with_a_logged_caus
 async def test_stop_hands_back_cut_short_sends_and_start_sends_them(
     live: Api, receiver: HttpReceiver
 ) -> None:
-    # given sends that hang past the two seconds stop() grants them
+    # given sends that hang past the half second this stop() grants them
     receiver.respond("/slow", hang=30)
     await save(live, "Webhook", {"url": receiver.url("/slow")})
     events = {(await emit(live, title=f"cut short {n}"))["event"]["id"] for n in range(3)}
     await receiver.wait_for_requests(3, path="/slow")
     # when the worker stops
     worker = worker_of(live)
-    await worker.stop()
+    await worker.stop(grace=0.5)
     # then nothing is left SENDING or held: the cut-short sends are handed back
     assert {n["status"] for n in await deliveries(live)} == {"PENDING"}
     assert worker._held == {}
