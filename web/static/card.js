@@ -286,14 +286,17 @@ export class NotificationsCard {
   async testConnection() {
     const out = $("connection-result");
     out.textContent = "Connecting…";
+    this.clearErrors();
     const channel = this.current();
     try {
       const data = await gql(
         `mutation Probe($id: ID, $input: EmailChannelInput) {
-          testSmtpConnection(id: $id, input: $input) { ok stage error latencyMs } }`,
+          testSmtpConnection(id: $id, input: $input) {
+            ok stage error latencyMs errors { field code message } } }`,
         { id: channel ? channel.id : null, input: this.edits() },
       );
       const r = data.testSmtpConnection;
+      if (r.errors.length) this.showErrors(r.errors); // input problems, beside their fields
       out.className = `status ${r.ok ? "ok" : "failed"}`;
       out.textContent = r.ok
         ? `Connection OK (${Math.round(r.latencyMs)} ms): no mail was sent.`
