@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.http.ides import get_graphql_ide_html
 
 from tocsin import metrics
 from tocsin.channels.registry import ChannelKind
@@ -30,12 +29,12 @@ from tocsin.services import Services, open_services
 from tocsin.settings import Settings, load_settings
 from tocsin.storage.enums import Role
 from tocsin.storage.outbox_lock import OutboxLock
+from tocsin.web.routes import GRAPHIQL_HTML, graphiql_headers, web_routes
 
 log = logging.getLogger("tocsin.http")
 access_log = logging.getLogger("tocsin.access")
 
 MAX_BODY = 1024 * 1024
-GRAPHIQL = get_graphql_ide_html("graphiql")
 
 
 def _error(status: int, message: str, code: str) -> JSONResponse:
@@ -74,7 +73,7 @@ async def authenticate(request: Request) -> Principal | None:
 async def graphql_endpoint(request: Request) -> Response:
     if request.method == "GET":
         if "text/html" in request.headers.get("accept", ""):
-            return HTMLResponse(GRAPHIQL)
+            return HTMLResponse(GRAPHIQL_HTML, headers=graphiql_headers())
         return _error(405, "Send GraphQL operations with POST.", "METHOD_NOT_ALLOWED")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
@@ -292,5 +291,6 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
+        *web_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessLog)])
