@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     allowed_private_networks: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
     delivery_timeout: float = Field(default=10.0, gt=0, le=600)
     retry_base_delay: float = Field(default=5.0, ge=0, le=86400)
+    lease_grace: float = Field(default=15.0, ge=6, le=3600)
+    "Seconds a claim's lease outlasts the delivery timeout: how long a crashed worker's"
+    " half-sent delivery waits before another worker takes it (at least the 5 s a send"
+    " that ignores its timeout is given, plus one)."
     digest_intervals: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_DIGEST_INTERVALS)
     )

@@ -85,7 +85,9 @@ class Worker:
         self._own_lock = False
         # Outlasts one attempt (bounded by the timeout, plus the guard's 5 s); a delivery
         # that waits longer in its channel's queue has its lease renewed each loop turn.
-        self._lease = timedelta(seconds=services.settings.delivery_timeout + 15)
+        self._lease = timedelta(
+            seconds=services.settings.delivery_timeout + services.settings.lease_grace
+        )
         self._last_depth = 0.0
         self._rng = random.Random()
         self.last_turn = time.monotonic()

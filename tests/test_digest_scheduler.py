@@ -45,9 +45,9 @@ async def test_it_sleeps_until_the_digest_is_due_and_closes_it_then(
     closed = asyncio.Event()
     scheduler = DigestScheduler(db, INTERVALS, on_closed=closed.set)
     # given a MEDIUM event waiting in its digest, due two seconds from now
-    async with db.write() as session:
-        await write_events(session, [event("e")], now=utcnow(), matches=route)
     opened = utcnow()
+    async with db.write() as session:
+        await write_events(session, [event("e")], now=opened, matches=route)
     scheduler.start()
     try:
         # when commits wake the scheduler again and again meanwhile

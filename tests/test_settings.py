@@ -252,3 +252,13 @@ def test_emit_limits(monkeypatch: pytest.MonkeyPatch) -> None:
         assert refused(monkeypatch, EMIT_QUEUE_LIMIT=bad).startswith(
             "TOCSIN_EMIT_QUEUE_LIMIT is invalid"
         )
+
+
+def test_lease_grace_sets_how_long_a_dead_workers_claim_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load(monkeypatch).lease_grace == 15
+    assert load(monkeypatch, LEASE_GRACE="6").lease_grace == 6
+    # shorter than a send that ignores its timeout is given: another worker would re-send
+    # a delivery still in flight
+    assert "LEASE_GRACE" in refused(monkeypatch, LEASE_GRACE="5").upper()

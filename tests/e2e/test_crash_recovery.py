@@ -3,7 +3,8 @@ whose emitEvent returned is delivered at least once (CONTRACT §4 "Accepted even
 lost"). Receivers drop repeats by `webhook-id`, so the tests count distinct delivery ids.
 
 Runs on the embedded SQLite default, and on PostgreSQL when TOCSIN_TEST_DATABASE_URL is set
-(there a half-sent delivery waits for its lease: TOCSIN_DELIVERY_TIMEOUT 2 s + 15 s)."""
+(there a half-sent delivery waits for its lease: TOCSIN_DELIVERY_TIMEOUT 2 s +
+TOCSIN_LEASE_GRACE 6 s)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from tests.peers import HttpReceiver
 
 pytestmark = pytest.mark.timeout(90)
 
-# A half-sent delivery is re-sent at once on SQLite, after its lease (17 s) on PostgreSQL.
+# A half-sent delivery is re-sent at once on SQLite, after its lease (8 s) on PostgreSQL.
 DELIVERY_WAIT = 45.0
 
 
