@@ -74,23 +74,16 @@ async def _prepare_serve(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, host: str, port: int, run_worker: bool) -> None:
-    import socket
 
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
     from tocsin.app import create_app
+    from tocsin.sockets import listen_socket
     from tocsin.storage.outbox_lock import own_sqlite_outbox
 
     # Bound before anything starts: a busy port stops us before the worker sends anything.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = listen_socket(host, port)
     outbox_lock = own_sqlite_outbox(settings.sqlalchemy_url) if run_worker else None
     asyncio.run(_prepare_serve(settings))
     app = create_app(settings, run_worker=run_worker, outbox_lock=outbox_lock)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
@@ -23,7 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tocsin import metrics
-from tocsin.errors import ConfigurationError
+from tocsin.sockets import listen_socket
 from tocsin.storage.claims import queue_depth
 from tocsin.storage.database import Database
 from tocsin.storage.queue_stats import oldest_due_age
@@ -97,14 +96,7 @@ class _Server(uvicorn.Server):
 async def serve_health(app: Starlette, *, host: str, port: int) -> AsyncIterator[None]:
     """Serve ``app`` on host:port for the block; a port that is taken is a configuration
     error, raised before the worker starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = listen_socket(host, port)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="tocsin-health")

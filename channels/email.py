@@ -61,6 +61,7 @@ from tocsin.channels.rendering import (
     truncate,
 )
 from tocsin.settings import IPNetwork
+from tocsin.sockets import tcp_socket
 from tocsin.storage.enums import EmailProvider
 
 SECURITY_MODES = ("STARTTLS", "TLS", "NONE")
@@ -628,7 +629,7 @@ async def _open_socket(targets: Sequence[tuple[socket.AddressFamily, Any]]) -> s
     loop = asyncio.get_running_loop()
     last_error: OSError = OSError("no address to connect to")
     for family, sockaddr in targets:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = tcp_socket(family)
         connected = False
         try:
             sock.setblocking(False)
