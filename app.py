@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tocsin import metrics
 from tocsin.channels.registry import ChannelKind
 from tocsin.errors import BodyTooLarge
+from tocsin.heap import freeze_startup_heap
 from tocsin.resolvers.context import Context, Principal
 from tocsin.resolvers.sendtest import send_test
 from tocsin.schema import schema, without_input_echo
@@ -262,8 +263,11 @@ def create_app(
     *,
     run_worker: bool = True,
     outbox_lock: OutboxLock | None = None,
+    freeze_heap: bool = False,
 ) -> Starlette:
-    """The app; its worker delivers under ``outbox_lock`` on SQLite when the caller holds it."""
+    """The app; its worker delivers under ``outbox_lock`` on SQLite when the caller holds it.
+    ``freeze_heap``: once started, freeze what startup built (``tocsin.heap``; for the
+    process that serves, not for a test that makes many apps)."""
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -278,6 +282,8 @@ def create_app(
                 worker = Worker(services, outbox_lock=outbox_lock)
                 services.worker = worker
                 await worker.start()
+            if freeze_heap:
+                freeze_startup_heap()
             try:
                 yield
             finally:

@@ -86,7 +86,7 @@ def _serve(settings: Settings, host: str, port: int, run_worker: bool) -> None:
     sock = listen_socket(host, port)
     outbox_lock = own_sqlite_outbox(settings.sqlalchemy_url) if run_worker else None
     asyncio.run(_prepare_serve(settings))
-    app = create_app(settings, run_worker=run_worker, outbox_lock=outbox_lock)
+    app = create_app(settings, run_worker=run_worker, outbox_lock=outbox_lock, freeze_heap=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGTERM (the worker finishes its attempts, hands the
@@ -106,6 +106,7 @@ async def _run_worker(settings: Settings, args: argparse.Namespace | None = None
     way finish (within the delivery timeout), the rest is handed back; exit 0."""
     from contextlib import AsyncExitStack
 
+    from tocsin.heap import freeze_startup_heap
     from tocsin.services import open_services
     from tocsin.storage.outbox_lock import own_sqlite_outbox
     from tocsin.worker import Worker
@@ -123,6 +124,7 @@ async def _run_worker(settings: Settings, args: argparse.Namespace | None = None
             host, port = args.health_host, args.health_port
             await stack.enter_async_context(serve_health(app, host=host, port=port))
         await worker.start()
+        freeze_startup_heap()
         logging.getLogger("tocsin.worker").info("worker running")
         await stop.wait()
         logging.getLogger("tocsin.worker").info("stopping: finishing attempts under way")
