@@ -143,12 +143,13 @@ async def write_events(
         for values in _deliveries_for(row, new, channels, matches, now, dedup_says):
             written.delivery_ids.append(values["id"])
             delivery_rows.append(values)
+    # Core inserts, one executemany per table: the ORM's bulk path cost more than the rows.
     if event_rows:
-        await session.execute(insert(EventRow), event_rows)
+        await session.execute(insert(_EVENT), event_rows)
     if delivery_rows:
         priorities = {values["id"]: values["priority"] for values in event_rows}
         await join_digests(session, delivery_rows, priorities=priorities)
-        await session.execute(insert(DeliveryRow), delivery_rows)
+        await session.execute(insert(_DELIVERY), delivery_rows)
         await notify_new_deliveries(session)
     return results
 
@@ -176,8 +177,14 @@ class _Dedup:
             self.last_sent[(new.type, new.dedup_key)] = now
 
 
+_EVENT = EventRow.metadata.tables["event"]
+_DELIVERY = DeliveryRow.metadata.tables["delivery"]
+
+
 def _event_row(new: NewEvent, *, deduplicated: bool, now: datetime) -> EventRow:
-    return EventRow(
+    # Not inserted through the ORM (see write_events): constructed without validation,
+    # which cost ten times more than the rest of the row (49 against 5 microseconds).
+    return EventRow.model_construct(
         id=new_id(),
         type=new.type,
         title=new.title,
@@ -234,12 +241,13 @@ _STATUS_OF = {
 
 
 def _event_values(row: EventRow) -> dict[str, Any]:
+    """The event's row for a Core insert: keys are column names (``metadata``)."""
     return {
         "id": row.id,
         "type": row.type,
         "title": row.title,
         "detail": row.detail,
-        "metadata_": row.metadata_,
+        "metadata": row.metadata_,
         "priority": row.priority,
         "dedup_key": row.dedup_key,
         "idempotency_key": row.idempotency_key,
