@@ -24,8 +24,7 @@ from urllib.parse import urlsplit
 from tocsin.channels.rendering import secret_fragments, short_error
 
 if TYPE_CHECKING:
-    import httpx
-
+    from tocsin.channels.http import GuardedClient
     from tocsin.settings import IPNetwork
 
 
@@ -96,7 +95,8 @@ class SendResult:
 class SendContext:
     """Shared, long-lived things every sender may use."""
 
-    http: httpx.AsyncClient
+    http: GuardedClient
+    "``channels/http.build_http_client``: posts through the destination guard."
     timeout: float
     message_prefix: str
     telegram_api_base: str

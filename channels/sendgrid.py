@@ -27,7 +27,6 @@ from tocsin.channels.http import (
     BODY_READ_LIMIT,
     JSON_HEADERS,
     RETRY_AFTER_CAP,
-    check_destination,
     describe_failure,
     json_body,
     judge_response,
@@ -111,11 +110,11 @@ async def send_body(
     headers = {**JSON_HEADERS, "Authorization": f"Bearer {key}"}
     started = time.perf_counter()
     try:
-        check_destination(url, context.allowed_networks)
         content = json_body(payload)
         async with asyncio.timeout(context.timeout):
-            async with context.http.stream("POST", url, content=content, headers=headers) as reply:
-                body = await _read_head(reply)
+            reply, body = await context.http.exchange(
+                url, content=content, headers=headers, allowed=context.allowed_networks
+            )
     except (httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, OSError) as exc:
         error, retryable = describe_failure(exc, _host_of(url), context.timeout)
         return SendResult(
