@@ -46,7 +46,7 @@ class WorkerLimits:
     "Attempts in flight at once, across all channels."
     per_channel: int = 8
     "Attempts in flight at once to one channel."
-    prefetch: int = 8
+    prefetch: int = 56
     "Deliveries per channel claimed ahead, so a finished attempt starts the next at once."
     poll_seconds: float = 1.0
 

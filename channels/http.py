@@ -244,7 +244,6 @@ async def post(
     """POST once within ``context.timeout`` and judge the answer (``judge_response``, or a
     kind's own with its signature: Slack's API answers 200 for a failure); never raises on
     remote failure."""
-    fragments = secret_fragments(destination.secrets)
     started = time.perf_counter()
     try:
         async with asyncio.timeout(context.timeout):
@@ -256,9 +255,13 @@ async def post(
         return SendResult(
             ok=False,
             latency_ms=_since(started),
-            error=short_error(error, fragments),
+            error=short_error(error, secret_fragments(destination.secrets)),
             retryable=retryable,
         )
+    if judge is None and 200 <= reply.status_code < 300:
+        # A plain success says nothing of the answer: no secret to scrub from it.
+        return SendResult(ok=True, latency_ms=_since(started), status_code=reply.status_code)
+    fragments = secret_fragments(destination.secrets)
     return (judge or judge_response)(
         reply.status_code,
         reply.headers,

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import col
 
 from tocsin.storage.digests import join_digests
@@ -177,6 +178,9 @@ class _Dedup:
             self.last_sent[(new.type, new.dedup_key)] = now
 
 
+# _event_row builds rows with model_construct, which needs the mappers configured (an
+# ORM instance made first would do it; a process whose first write is an emit has none).
+configure_mappers()
 _EVENT = EventRow.metadata.tables["event"]
 _DELIVERY = DeliveryRow.metadata.tables["delivery"]
 

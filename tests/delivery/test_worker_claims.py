@@ -108,7 +108,8 @@ async def test_held_claims_keep_their_lease(live: Api, receiver: HttpReceiver) -
     await receiver.wait_for_requests(8, path="/slow", timeout=10)
     # when their leases are about to run out (as after a long wait in the queue)
     held = dict(worker._held)
-    assert len(held) == 16  # 8 sending, 8 queued
+    limits = worker._limits
+    assert len(held) == limits.per_channel + limits.prefetch  # sending, and queued
     nearly = utcnow() + timedelta(seconds=1)
     for delivery_id, (token, _) in held.items():
         worker._held[delivery_id] = (token, nearly)
