@@ -18,6 +18,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from tocsin.resolvers.problems import ProblemError
+from tocsin.schema.emit_fast_path import install_emit_fast_path
 from tocsin.schema.limits import CodedMaxTokensLimiter, Limits, query_cost_rule
 from tocsin.schema.mutation import Mutation
 from tocsin.schema.permissions import ErrorsBesideData
@@ -92,7 +93,7 @@ class TocsinSchema(strawberry.Schema):
 
 
 def build_schema() -> strawberry.Schema:
-    return TocsinSchema(
+    built = TocsinSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -110,6 +111,8 @@ def build_schema() -> strawberry.Schema:
             ),
         ],
     )
+    install_emit_fast_path(built)
+    return built
 
 
 schema = build_schema()

@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from tocsin.channels.registry import kind_for
 from tocsin.resolvers import channels, deliveries, event_types, sendtest, tokens
+from tocsin.resolvers.context import Context
 from tocsin.resolvers.events import EmitRequest, emit_events
 from tocsin.resolvers.problems import ProblemError, not_found
 from tocsin.schema.enums import ChannelKind, Role
@@ -88,6 +89,24 @@ def _emit_request(data: EmitEventInput) -> EmitRequest:
     )
 
 
+async def emit_one(ctx: Context, request: EmitRequest) -> EmitEventPayload:
+    written, problems = await emit_events(ctx, [request], batch=False)
+    first = written[0] if written else None
+    return EmitEventPayload(
+        event=Event.from_row(first.event) if first else None,
+        deduplicated=bool(first and first.deduplicated),
+        errors=user_errors(problems),
+    )
+
+
+async def emit_many(ctx: Context, requests: list[EmitRequest]) -> EmitEventsPayload:
+    written, problems = await emit_events(ctx, requests, batch=True)
+    return EmitEventsPayload(
+        events=[Event.from_row(w.event) if w else None for w in written],
+        errors=user_errors(problems),
+    )
+
+
 @strawberry.type
 @with_save_mutations
 class Mutation:
@@ -139,25 +158,15 @@ class Mutation:
 
     test_smtp_connection = test_smtp_connection_field
 
+    # At run time schema/emit_fast_path.py answers these two from the raw arguments; the
+    # methods define the fields and stay correct on their own.
     @strawberry.mutation(permission_classes=EMITTERS)
     async def emit_event(self, info: Info, input: EmitEventInput) -> EmitEventPayload:
-        written, problems = await emit_events(info.context, [_emit_request(input)], batch=False)
-        first = written[0] if written else None
-        return EmitEventPayload(
-            event=Event.from_row(first.event) if first else None,
-            deduplicated=bool(first and first.deduplicated),
-            errors=user_errors(problems),
-        )
+        return await emit_one(info.context, _emit_request(input))
 
     @strawberry.mutation(permission_classes=EMITTERS, description="Up to 1000 events in one call.")
     async def emit_events(self, info: Info, inputs: list[EmitEventInput]) -> EmitEventsPayload:
-        written, problems = await emit_events(
-            info.context, [_emit_request(i) for i in inputs], batch=True
-        )
-        return EmitEventsPayload(
-            events=[Event.from_row(w.event) if w else None for w in written],
-            errors=user_errors(problems),
-        )
+        return await emit_many(info.context, [_emit_request(i) for i in inputs])
 
     @strawberry.mutation(permission_classes=EDITORS)
     async def retry_delivery(self, info: Info, id: strawberry.ID) -> Delivery | None:
