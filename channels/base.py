@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 from tocsin.channels.rendering import secret_fragments, short_error
 
 if TYPE_CHECKING:
-    from tocsin.channels.http import GuardedClient
+    import httpx
+
     from tocsin.settings import IPNetwork
 
 
@@ -91,11 +92,24 @@ class SendResult:
     "Seconds the receiver asked us to wait (Retry-After), already capped."
 
 
+class HttpPoster(Protocol):
+    """How senders post (``channels/http.GuardedClient``, made by ``build_http_client``)."""
+
+    async def exchange(
+        self,
+        url: str,
+        *,
+        content: bytes,
+        headers: Mapping[str, str] | httpx.Headers,
+        allowed: Sequence[IPNetwork],
+    ) -> tuple[httpx.Response, bytes]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SendContext:
     """Shared, long-lived things every sender may use."""
 
-    http: GuardedClient
+    http: HttpPoster
     "``channels/http.build_http_client``: posts through the destination guard."
     timeout: float
     message_prefix: str
