@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tocsin.app import create_app
 from tocsin.settings import Settings
+from tocsin.sockets import tcp_socket
 
 PROTOCOL = "graphql-transport-ws"
 EVENTS = "subscription { events { id title type priority dedupKey } }"
@@ -85,7 +86,7 @@ class LiveServer:
 
     def __init__(self, settings: Settings) -> None:
         self.app = create_app(settings, run_worker=False)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock = tcp_socket(socket.AF_INET)  # Nagle off, as tocsin serve makes it
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(

@@ -19,6 +19,7 @@ from tocsin.app import create_app
 from tocsin.resolvers import channels as channel_resolvers
 from tocsin.resolvers.tokens import create_token
 from tocsin.settings import Settings
+from tocsin.sockets import tcp_socket
 from tocsin.storage.enums import Role
 
 MiB = 1024 * 1024
@@ -343,7 +344,7 @@ async def served(settings: Settings) -> AsyncIterator[tuple[str, str]]:
     app = create_app(settings, run_worker=False)
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False)
     server = uvicorn.Server(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = tcp_socket(socket.AF_INET)  # Nagle off, as tocsin serve makes it
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     task = asyncio.create_task(server.serve(sockets=[sock]))
