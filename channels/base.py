@@ -92,6 +92,15 @@ class SendResult:
     "Seconds the receiver asked us to wait (Retry-After), already capped."
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a receiver answered a post: its status and headers (case-insensitive)."""
+
+    status_code: int
+    headers: Mapping[str, str] = field(repr=False)
+    "May carry what a log must not (Set-Cookie, a token echoed back)."
+
+
 class HttpPoster(Protocol):
     """How senders post (``channels/http.GuardedClient``, made by ``build_http_client``)."""
 
@@ -102,7 +111,7 @@ class HttpPoster(Protocol):
         content: bytes,
         headers: Mapping[str, str] | httpx.Headers,
         allowed: Sequence[IPNetwork],
-    ) -> tuple[httpx.Response, bytes]: ...
+    ) -> tuple[Answer, bytes]: ...
 
 
 @dataclass(frozen=True, slots=True)
