@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from tocsin.settings import Settings
+from tocsin.storage.sqlite_driver import one_trip_dbapi
 
 # NaN and Infinity are not JSON: stored, they would break every reader of the row.
 _STRICT_JSON = partial(json.dumps, allow_nan=False)
@@ -40,6 +41,8 @@ def create_engine(url: str) -> AsyncEngine:
             max_overflow=8,
             connect_args={"timeout": 30},
             json_serializer=_STRICT_JSON,
+            # One trip to the connection's thread per statement (storage/sqlite_driver.py).
+            **({"module": one_trip_dbapi()} if url.startswith("sqlite+aiosqlite") else {}),
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

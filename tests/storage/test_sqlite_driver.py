@@ -1,0 +1,113 @@
+"""On SQLite every statement is one trip to the connection's thread (storage/sqlite_driver.py),
+and says what a DBAPI cursor says: rows, row counts, RETURNING, errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tocsin.storage.database import create_engine
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"))
+    yield engine
+    await engine.dispose()
+
+
+class Trips:
+    """Counts the calls queued for one aiosqlite connection's thread."""
+
+    def __init__(self, aiosqlite_connection: Any) -> None:
+        self.count = 0
+        queue = aiosqlite_connection._tx
+        put = queue.put_nowait
+
+        def counted(item: Any) -> None:
+            self.count += 1
+            put(item)
+
+        self._queue, self._put = queue, put
+        aiosqlite_connection._tx = _Counting(queue, counted)
+        self._owner = aiosqlite_connection
+
+    def stop(self) -> None:
+        self._owner._tx = self._queue
+
+
+class _Counting:
+    def __init__(self, queue: Any, put_nowait: Any) -> None:
+        self._queue, self.put_nowait = queue, put_nowait
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+
+async def _trips_of(conn: Any, statement: str, params: Any = None) -> tuple[int, Any]:
+    raw = await conn.get_raw_connection()
+    trips = Trips(raw.driver_connection)
+    try:
+        result = await conn.execute(text(statement), params)
+    finally:
+        trips.stop()
+    return trips.count, result
+
+
+async def test_a_statement_is_one_trip_to_the_thread(engine: AsyncEngine) -> None:
+    """SQLAlchemy's own cursor made three or four: open a cursor, execute, fetch, close."""
+    async with engine.begin() as conn:
+        trips, _ = await _trips_of(conn, "INSERT INTO t (name) VALUES ('a'), ('b')")
+        assert trips == 1
+        trips, result = await _trips_of(conn, "SELECT name FROM t ORDER BY id")
+        assert trips == 1
+        assert result.scalars().all() == ["a", "b"]
+
+
+async def test_row_counts_returning_and_executemany_are_reported(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        inserted = await conn.execute(
+            text("INSERT INTO t (name) VALUES (:n)"), [{"n": "x"}, {"n": "y"}, {"n": "z"}]
+        )
+        assert inserted.rowcount == 3
+        updated = await conn.execute(text("UPDATE t SET name = name || '!' WHERE name != 'z'"))
+        assert updated.rowcount == 2
+        returned = await conn.execute(
+            text("UPDATE t SET name = upper(name) WHERE name = 'z' RETURNING id, name")
+        )
+        assert [tuple(row) for row in returned] == [(3, "Z")]
+        last = await conn.execute(text("INSERT INTO t (name) VALUES ('w')"))
+        assert last.lastrowid == 4
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 4
+
+
+async def test_a_failing_statement_raises_sqlalchemys_error_and_rolls_back(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('only')"))
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t (name) VALUES ('other')"))
+            await conn.execute(text("INSERT INTO t (name) VALUES ('only')"))
+    async with engine.connect() as conn:
+        names = (await conn.execute(text("SELECT name FROM t"))).scalars().all()
+    assert names == ["only"]
+
+
+async def test_streamed_results_still_work(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO t (name) VALUES (:n)"), [{"n": str(i)} for i in range(5)]
+        )
+    async with engine.connect() as conn:
+        streamed = await conn.stream(text("SELECT name FROM t ORDER BY id"))
+        assert [row[0] async for row in streamed] == ["0", "1", "2", "3", "4"]
