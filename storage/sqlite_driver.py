@@ -35,9 +35,11 @@ _Outcome = tuple[Any, list[Any], int, int | None]
 "(description, rows, rowcount, lastrowid) of a statement run in the connection's thread."
 
 
-def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
-    """In the connection's thread: the statement and everything a DBAPI cursor tells of it."""
-    cursor = connection.cursor()
+def _run(connection: aiosqlite.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
+    """In the connection's thread: the statement and everything a DBAPI cursor tells of it.
+    The sqlite3 connection is looked up here, as aiosqlite's own calls do: a closed one
+    raises the ValueError SQLAlchemy turns into OperationalError."""
+    cursor = connection._conn.cursor()
     try:
         if many:
             cursor.executemany(operation, parameters)
@@ -106,20 +108,12 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         try:
             outcome: _Outcome = await_(
-                connection._execute(_run_on, connection, operation, parameters, many)
+                connection._execute(_run, connection, operation, parameters, many)
             )
         except Exception as error:
             self._adapt_connection._handle_exception(error)
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows)
-
-
-def _run_on(
-    connection: aiosqlite.Connection, operation: str, parameters: Any, many: bool
-) -> _Outcome:
-    # Looked up in the thread, as aiosqlite's own calls do: a closed connection raises the
-    # ValueError SQLAlchemy turns into OperationalError.
-    return _run(connection._conn, operation, parameters, many)
 
 
 class _OneTripConnection(AsyncAdapt_aiosqlite_connection):

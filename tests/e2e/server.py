@@ -385,16 +385,8 @@ async def wait_for_events(
     seen: dict[str, str] = {}
     looked = since
     while True:
-        arrived = len(receiver.requests)
-        _add_delivered(
-            seen,
-            (
-                receiver.requests[index]
-                for index in range(looked, arrived)
-                if index not in unanswered and receiver.requests[index].path == path
-            ),
-        )
-        looked = arrived
+        _add_delivered(seen, answered_requests(receiver, path, since=looked, unanswered=unanswered))
+        looked = len(receiver.requests)  # the receiver shares this loop: nothing came since
         missing = expected - set(seen.values())
         if not missing:
             return seen
