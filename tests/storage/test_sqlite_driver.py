@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tocsin.storage.database import create_engine
+from tocsin.storage.database import Database, create_engine
 
 
 @pytest.fixture
@@ -111,3 +111,23 @@ async def test_streamed_results_still_work(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         streamed = await conn.stream(text("SELECT name FROM t ORDER BY id"))
         assert [row[0] async for row in streamed] == ["0", "1", "2", "3", "4"]
+
+
+async def test_one_write_after_another_takes_the_same_connection(engine: AsyncEngine) -> None:
+    # given a pool holding several idle connections (readers opened them at once)
+    database = Database(engine)
+    async with database.read() as a, database.read() as b, database.read() as c:
+        for session in (a, b, c):
+            await session.execute(text("SELECT 1"))
+
+    async def writer_connection() -> Any:
+        async with database.write() as session:
+            await session.execute(text("INSERT INTO t (name) VALUES (NULL)"))
+            return (await (await session.connection()).get_raw_connection()).dbapi_connection
+
+    # when writes follow one another
+    first = await writer_connection()
+    later = [await writer_connection() for _ in range(3)]
+    # then each takes the connection the last one gave back (its page cache is warm: SQLite
+    # empties a connection's cache whenever another connection wrote since its last use)
+    assert all(connection is first for connection in later)
