@@ -51,6 +51,11 @@ class WorkerLimits:
     poll_seconds: float = 1.0
 
 
+EXPIRED_LOOK_EVERY = 1.0
+"""Seconds between a claim's looks for deliveries whose lease ran out (their worker died):
+a lease is many seconds, and every other turn's claim reads only the queue's front."""
+
+
 class Worker:
     """One loop claims due deliveries into per-channel queues and records finished
     attempts, in one transaction per turn; sends run as tasks, at most ``per_channel``
@@ -89,6 +94,8 @@ class Worker:
             seconds=services.settings.delivery_timeout + services.settings.lease_grace
         )
         self._last_depth = 0.0
+        self._expired_looked = -EXPIRED_LOOK_EVERY
+        "When a claim last looked for deliveries whose lease ran out (monotonic)."
         self._rng = random.Random()
         self.last_turn = time.monotonic()
         "When the loop last began a turn (monotonic): what /readyz's heartbeat looks at."
@@ -284,6 +291,7 @@ class Worker:
             await record_outcomes(session, finished)
             await renew_leases(session, renew, until=now + self._lease)
             if free > 0:
+                look = time.monotonic() - self._expired_looked >= EXPIRED_LOOK_EVERY
                 batch = await claim_due_deliveries(
                     session,
                     now=now,
@@ -291,7 +299,10 @@ class Worker:
                     limit=free,
                     room_per_channel=self._room,
                     full_channels=self._full_channels(),
+                    take_over_expired=look,
                 )
+                if look:
+                    self._expired_looked = time.monotonic()
             await self._sample_queue_depth(session)
         return batch
 

@@ -15,7 +15,7 @@ channel is gone, off or muted is finished without an attempt (FAILED or SUPPRESS
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,13 +26,17 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    column,
     func,
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import TableClause
 from sqlmodel import col
 
 from tocsin.storage.digests import settle_members
@@ -59,11 +63,37 @@ _DELIVERY = DeliveryRow.metadata.tables["delivery"]
 _ATTEMPT = DeliveryAttemptRow.metadata.tables["delivery_attempt"]
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedDelivery:
+    """What an attempt needs of a claimed delivery's row (read as plain columns: a claim
+    loads no ORM object of its deliveries and events)."""
+
+    id: str
+    channel_id: str | None
+    attempt_count: int
+    cycle_start: int
+    digest_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    """What an attempt needs of a claimed delivery's event."""
+
+    id: str
+    type: str
+    priority: str
+    title: str
+    detail: str | None
+    metadata_: dict[str, Any]
+    occurred_at: datetime
+
+
 @dataclass(slots=True)
 class ClaimedDelivery:
-    delivery: DeliveryRow
-    event: EventRow
+    delivery: QueuedDelivery
+    event: QueuedEvent
     channel: ChannelRow | None
+    "The channel as it is now (an ORM row: one object per channel, however many claims)."
     claim_token: str
 
 
@@ -78,21 +108,21 @@ async def claim_due_deliveries(
     limit: int,
     room_per_channel: Callable[[str | None], int],
     full_channels: Collection[str | None] = (),
+    take_over_expired: bool = True,
 ) -> list[ClaimedDelivery]:
     """Mark up to ``limit`` due deliveries SENDING under a lease and a fresh claim token and
-    return them with their event and channel. A SENDING delivery whose lease ran out (its
-    worker died) is due again. ``room_per_channel`` caps how many one channel may take, and
-    ``full_channels`` (no room at all) are left out of the query itself, so however long
-    their backlog, it cannot hide the other channels' deliveries."""
-    candidates = (
-        select(col(DeliveryRow.id), col(DeliveryRow.channel_id))
-        .where(_due(now, full_channels))
-        .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.id))
-        .limit(limit * 4)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    found = (await session.execute(candidates)).all()
+    return them with their event and channel. ``room_per_channel`` caps how many one channel
+    may take, and ``full_channels`` (no room at all) are left out of the query itself, so
+    however long their backlog, it cannot hide the other channels' deliveries.
+
+    ``take_over_expired``: also take SENDING deliveries whose lease ran out (their worker
+    died), first. A worker asks for them now and then rather than every turn: the queue's
+    own query is then one walk of an index from its front, however long the backlog."""
+    found: list[Any] = []
+    if take_over_expired:
+        found += (await session.execute(_locked(session, _expired(now, limit)))).all()
+    front = _queue_front(now, limit, full_channels)
+    found += (await session.execute(_locked(session, front))).all()
     ids = _within_room(found, limit, room_per_channel)
     if not ids:
         return []
@@ -102,31 +132,95 @@ async def claim_due_deliveries(
         .where(col(DeliveryRow.id).in_(ids))
         .values(status=DeliveryStatus.SENDING, lease_expires_at=now + lease, claim_token=token)
     )
-    rows = await session.execute(
-        select(DeliveryRow, EventRow, ChannelRow)
-        .join(EventRow, col(EventRow.id) == col(DeliveryRow.event_id))
-        .outerjoin(ChannelRow, col(ChannelRow.id) == col(DeliveryRow.channel_id))
-        .where(col(DeliveryRow.id).in_(ids))
-    )
-    return [ClaimedDelivery(d, e, c, token) for d, e, c in rows.all()]
+    rows = await session.execute(_CLAIMED.where(_DELIVERY.c.id.in_(ids)))
+    return [
+        ClaimedDelivery(QueuedDelivery(*row[:5]), QueuedEvent(*row[5:12]), row[12], token)
+        for row in rows.all()
+    ]
 
 
-def _due(now: datetime, full_channels: Collection[str | None]) -> Any:
-    """Deliveries due now (or SENDING under a lease that ran out), not of a full channel."""
-    due = or_(
-        and_(col(DeliveryRow.status).in_(_DUE), col(DeliveryRow.next_attempt_at) <= now),
-        and_(
-            col(DeliveryRow.status) == DeliveryStatus.SENDING,
-            col(DeliveryRow.lease_expires_at) < now,
-        ),
+_EVENT = EventRow.metadata.tables["event"]
+_CHANNEL = ChannelRow.metadata.tables["channel"]
+_CLAIMED = select(
+    *(_DELIVERY.c[f.name] for f in fields(QueuedDelivery)),
+    *(_EVENT.c[f.name.rstrip("_")] for f in fields(QueuedEvent)),  # metadata_: "metadata"
+    ChannelRow,
+).select_from(
+    _DELIVERY.join(_EVENT, _EVENT.c.id == _DELIVERY.c.event_id).outerjoin(
+        _CHANNEL, _CHANNEL.c.id == _DELIVERY.c.channel_id
     )
-    channel = col(DeliveryRow.channel_id)
+)
+"Claimed deliveries with their event, as columns, and their channel, an ORM row."
+
+
+class _Queue(TableClause):
+    """The delivery table read through ``ix_delivery_queue``: on SQLite the query names the
+    index (``INDEXED BY``): without statistics its planner would rather take
+    ``ix_delivery_due`` and sort every due delivery it finds. SQLite refuses a query the
+    index cannot serve, so the index cannot silently stop being used."""
+
+    inherit_cache = True
+
+
+@compiles(_Queue)
+def _queue_anywhere(element: _Queue, compiler: Any, **kw: Any) -> str:
+    return str(compiler.visit_table(element, **kw))
+
+
+@compiles(_Queue, "sqlite")
+def _queue_on_sqlite(element: _Queue, compiler: Any, **kw: Any) -> str:
+    sql = str(compiler.visit_table(element, **kw))
+    return f"{sql} INDEXED BY ix_delivery_queue" if kw.get("asfrom") else sql
+
+
+_QUEUE = _Queue(
+    "delivery",
+    column("id", String()),
+    column("channel_id", String()),
+    column("next_attempt_at", UTCDateTime()),
+)
+_QUEUED = text("delivery.status IN ('PENDING', 'RETRYING')")
+"""The queue index's condition, written out as literals: SQLite and PostgreSQL use a
+partial index only for a query whose WHERE states its condition."""
+
+
+def _queue_front(now: datetime, limit: int, full_channels: Collection[str | None]) -> Any:
+    """(id, channel id) of the deliveries due first, in queue order, not of a full channel:
+    read in order from ``ix_delivery_queue`` and cut at ``limit * 4`` (no sort of the
+    backlog). Candidates beyond a channel's room are dropped by ``_within_room``."""
+    channel = _QUEUE.c.channel_id
+    due = and_(_QUEUED, _QUEUE.c.next_attempt_at <= now)
     full = [c for c in full_channels if c is not None]
     if full:
         due = and_(due, or_(channel.is_(None), channel.not_in(full)))
     if None in full_channels:
         due = and_(due, channel.is_not(None))
-    return due
+    return (
+        select(_QUEUE.c.id, channel)
+        .where(due)
+        .order_by(_QUEUE.c.next_attempt_at, _QUEUE.c.id)
+        .limit(limit * 4)
+    )
+
+
+def _expired(now: datetime, limit: int) -> Any:
+    """(id, channel id) of SENDING deliveries whose lease ran out (``ix_delivery_due``)."""
+    return (
+        select(col(DeliveryRow.id), col(DeliveryRow.channel_id))
+        .where(
+            col(DeliveryRow.status) == DeliveryStatus.SENDING,
+            col(DeliveryRow.lease_expires_at) < now,
+        )
+        .order_by(col(DeliveryRow.lease_expires_at))
+        .limit(limit)
+    )
+
+
+def _locked(session: AsyncSession, candidates: Any) -> Any:
+    """On PostgreSQL, candidates another worker is claiming are skipped, not waited for."""
+    if session.get_bind().dialect.name == "postgresql":
+        return candidates.with_for_update(skip_locked=True)
+    return candidates
 
 
 def _within_room(

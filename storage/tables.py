@@ -104,9 +104,27 @@ class EventRow(SQLModel, table=True):
     created_at: datetime = _utc()
 
 
+_QUEUED = text("status IN ('PENDING', 'RETRYING')")
+"Deliveries waiting for a send: what ``ix_delivery_queue`` holds (``storage/claims.py``)."
+
+
 class DeliveryRow(SQLModel, table=True):
     __tablename__ = "delivery"
-    __table_args__ = (Index("ix_delivery_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_delivery_due", "status", "next_attempt_at"),
+        # The queue in claim order: a claim reads its front, however long the backlog,
+        # from the index alone (the channel, to skip a full channel's backlog, and the
+        # status its condition names: SQLite would read the table for it otherwise).
+        Index(
+            "ix_delivery_queue",
+            "next_attempt_at",
+            "id",
+            "channel_id",
+            "status",
+            sqlite_where=_QUEUED,
+            postgresql_where=_QUEUED,
+        ),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     event_id: str = Field(

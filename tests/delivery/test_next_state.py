@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tocsin.channels.base import SendResult
-from tocsin.storage.claims import ClaimedDelivery
+from tocsin.storage.claims import ClaimedDelivery, QueuedDelivery, QueuedEvent
 from tocsin.storage.enums import DeliveryStatus
-from tocsin.storage.tables import ChannelRow, DeliveryRow, EventRow
+from tocsin.storage.tables import ChannelRow
 from tocsin.worker_state import (
     MAX_BACKOFF,
     attempt_outcome,
@@ -204,15 +204,12 @@ def test_a_channel_deleted_disabled_or_muted_is_not_sent_to(
 
 
 def claimed(attempt_count: int, *, max_retries: int = 3, cycle_start: int = 0) -> ClaimedDelivery:
-    delivery = DeliveryRow(
-        id="d",
-        event_id="e",
-        channel_id="c",
-        channel_kind="WEBHOOK",
-        attempt_count=attempt_count,
-        cycle_start=cycle_start,
+    delivery = QueuedDelivery(
+        id="d", channel_id="c", attempt_count=attempt_count, cycle_start=cycle_start, digest_id=None
     )
-    event = EventRow(id="e", type="test", title="t", priority="INFO")
+    event = QueuedEvent(
+        id="e", type="test", priority="INFO", title="t", detail=None, metadata_={}, occurred_at=NOW
+    )
     return ClaimedDelivery(delivery, event, channel(max_retries=max_retries), "token")
 
 

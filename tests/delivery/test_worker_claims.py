@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import event, select, update
 
 from tests.delivery.test_delivery import emit, save
 from tests.peers import HttpReceiver
@@ -156,3 +158,74 @@ async def test_a_clean_stop_leaves_nothing_delivered_to_send_again(
     await worker.start()
     requests = await receiver.wait_for_requests(500, path="/fast", timeout=20)
     assert len({r.json()["event_id"] for r in requests}) == 500
+
+
+async def test_a_claim_reads_the_front_of_the_queue_without_sorting_the_backlog(
+    api: Api,
+) -> None:
+    # given a queue of deliveries on SQLite (PostgreSQL plans by its table statistics)
+    db = api.services.db
+    if not db.is_sqlite:
+        pytest.skip("the plan is SQLite's")
+    await save(api, "Webhook", {"url": "https://hooks.example.com/q"})
+    await emit_many(api, 500, "queued")
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        if sql.lstrip().startswith("SELECT") and "FROM delivery" in sql:
+            statements.append((sql, params))
+
+    # when the worker's claim (its usual turn, not looking for expired leases) runs
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.write() as session:
+            claimed = await claim_due_deliveries(
+                session,
+                now=utcnow(),
+                lease=timedelta(seconds=30),
+                limit=10,
+                room_per_channel=lambda _: 10,
+                take_over_expired=False,
+            )
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    assert len(claimed) == 10
+    # then its queue query walks the queue index in order: no sort of every due delivery
+    [(sql, params)] = [s for s in statements if "ORDER BY" in s[0]]
+    async with db.read() as session:
+        connection = await session.connection()
+        plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+        steps = [row[-1] for row in plan.all()]
+    assert not [step for step in steps if "TEMP B-TREE" in step], steps
+    assert any("COVERING INDEX ix_delivery_queue" in step for step in steps), steps
+
+
+async def test_a_claim_takes_over_an_expired_lease_when_it_looks_for_them(api: Api) -> None:
+    # given a delivery claimed by a worker that died (its lease ran out)
+    db = api.services.db  # no worker runs here: claims are made by hand
+    await save(api, "Webhook", {"url": "https://hooks.example.com/e"})
+    await emit(api)
+    lease = timedelta(seconds=30)
+
+    async def claim(look: bool) -> list[str]:
+        async with db.write() as session:
+            found = await claim_due_deliveries(
+                session,
+                now=utcnow(),
+                lease=lease,
+                limit=10,
+                room_per_channel=lambda _: 10,
+                take_over_expired=look,
+            )
+        return [c.delivery.id for c in found]
+
+    [delivery_id] = await claim(look=True)
+    async with db.write() as session:
+        await session.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.id == delivery_id)  # type: ignore[arg-type]
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    # then a turn that only reads the queue leaves it, and the next look takes it over
+    assert await claim(look=False) == []
+    assert await claim(look=True) == [delivery_id]
