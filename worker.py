@@ -46,14 +46,24 @@ class WorkerLimits:
     "Attempts in flight at once, across all channels."
     per_channel: int = 8
     "Attempts in flight at once to one channel."
-    prefetch: int = 56
-    "Deliveries per channel claimed ahead, so a finished attempt starts the next at once."
+    prefetch: int = 120
+    """Deliveries per channel claimed ahead, so a finished attempt starts the next at once
+    (with per_channel, a channel holds at most ``concurrency`` claims): enough that the
+    queue outlasts the turn that refills it, since a turn is only asked for once the
+    queue is down to less than a round of sends."""
     poll_seconds: float = 1.0
 
 
 EXPIRED_LOOK_EVERY = 1.0
 """Seconds between a claim's looks for deliveries whose lease ran out (their worker died):
 a lease is many seconds, and every other turn's claim reads only the queue's front."""
+
+
+CLAIMS_HELD = 4
+"""Claims held at once (sending or queued), in multiples of ``WorkerLimits.concurrency``;
+a turn claims at most two such multiples."""
+RECORD_AT_LEAST = 256
+"Outcomes waiting to be recorded that wake the loop, whatever the queues hold."
 
 
 class Worker:
@@ -210,13 +220,13 @@ class Worker:
             # is not lost.
             self._wake.clear()
             try:
-                progressed = await self._turn()
+                again = await self._turn()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("the delivery loop failed; trying again shortly")
-                progressed = False
-            if progressed:
+                again = False
+            if again:
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._limits.poll_seconds)
@@ -241,9 +251,16 @@ class Worker:
     async def _turn(self) -> bool:
         """Record the attempts finished since the last turn, renew the leases that need it
         and claim more, in one transaction (on SQLite every transaction waits for the one
-        writer)."""
+        writer). True when the claim took all it could: more may be due at once.
+
+        Otherwise the loop waits to be woken (``_done``, an emit, a retry's time): a turn
+        right after each one would record a handful of outcomes each, and every turn's
+        statements cost the same however few rows they carry."""
         limits = self._limits
-        free = 2 * limits.concurrency - len(self._sends) - self._queued_count
+        # A channel holds at most ``concurrency`` claims: four channels that stop answering
+        # hold no more than all of them, and the others still get theirs.
+        held = len(self._sends) + self._queued_count
+        free = min(CLAIMS_HELD * limits.concurrency - held, 2 * limits.concurrency)
         now = utcnow()
         renew = self._leases_to_renew(now)
         finished, self._finished = self._finished, []
@@ -276,7 +293,7 @@ class Worker:
             self._queued.setdefault(claimed.delivery.channel_id, deque()).append(claimed)
         self._queued_count += len(batch)
         self._start_sends(list(self._queued))
-        return bool(batch or finished or renew)
+        return free > 0 and len(batch) >= free
 
     async def _record_and_claim(
         self,
@@ -368,7 +385,15 @@ class Worker:
         # A slot of the channel is free; when the worker was full, a slot of any channel.
         was_full = len(self._sends) + 1 >= self._limits.concurrency
         self._start_sends(list(self._queued) if was_full else [channel_id])
-        self._wake.set()
+        # A turn records the outcomes and claims more: wanted once the channel's queue is
+        # down to less than a round of sends, or the worker is idle, or many wait to be
+        # recorded. Until then each send finished adds to the next turn's batch.
+        if (
+            len(self._queued.get(channel_id, ())) < self._limits.per_channel
+            or not self._sends
+            or len(self._finished) >= RECORD_AT_LEAST
+        ):
+            self._wake.set()
 
     async def _deliver(self, claimed: ClaimedDelivery) -> None:
         """One claimed delivery, whatever happens: the claim leaves ``_held``, and its outcome

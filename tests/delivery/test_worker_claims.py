@@ -45,6 +45,31 @@ async def test_a_long_backlog_on_one_channel_does_not_hide_the_others(
     assert request.json()["title"] == "for the healthy one"
 
 
+async def test_channels_that_stopped_answering_do_not_take_every_claim(
+    live: Api, receiver: HttpReceiver
+) -> None:
+    # given two hanging destinations, each holding as many claims as a channel may
+    receiver.respond("/stuck-a", hang=30)
+    receiver.respond("/stuck-b", hang=30)
+    await save(live, "Webhook", {"name": "stuck a", "url": receiver.url("/stuck-a")})
+    await save(live, "Webhook", {"name": "stuck b", "url": receiver.url("/stuck-b")})
+    await emit_many(live, 500, "backlog")
+    worker: Worker = live.services.worker
+    limits = worker._limits
+    await receiver.wait_for_requests(2 * limits.per_channel, timeout=10)
+
+    async def both_full() -> bool:
+        return len(worker._held) == 2 * (limits.per_channel + limits.prefetch)
+
+    await eventually(both_full)
+    # when a healthy channel appears and an event is emitted
+    await save(live, "Webhook", {"name": "healthy", "url": receiver.url("/healthy")})
+    await emit(live, title="for the healthy one")
+    # then it is delivered at once: the stuck ones' claims leave room for it
+    [request] = await receiver.wait_for_requests(1, path="/healthy", timeout=5)
+    assert request.json()["title"] == "for the healthy one"
+
+
 async def test_only_the_current_claim_records_the_outcome(
     live: Api, receiver: HttpReceiver
 ) -> None:
@@ -229,3 +254,34 @@ async def test_a_claim_takes_over_an_expired_lease_when_it_looks_for_them(api: A
     # then a turn that only reads the queue leaves it, and the next look takes it over
     assert await claim(look=False) == []
     assert await claim(look=True) == [delivery_id]
+
+
+async def test_a_backlog_is_recorded_and_claimed_in_few_large_turns(
+    live: Api, receiver: HttpReceiver
+) -> None:
+    # given a worker counting its turns (each one transaction on the single writer)
+    worker: Worker = live.services.worker
+    turns: list[int] = []
+    record_and_claim = worker._record_and_claim
+
+    async def counted(finished: Any, *args: Any) -> Any:
+        turns.append(len(finished))
+        return await record_and_claim(finished, *args)
+
+    worker._record_and_claim = counted  # type: ignore[method-assign]
+    receiver.respond("/many", 200, hang=0.01)  # sends finish one by one, 10 ms each
+    await save(live, "Webhook", {"url": receiver.url("/many")})
+    # when a backlog of 500 deliveries to one channel is sent
+    await emit_many(live, 500, "many")
+    await receiver.wait_for_requests(500, path="/many", timeout=30)
+
+    async def all_recorded() -> bool:
+        async with live.services.db.read() as session:
+            statuses = (await session.scalars(select(DeliveryRow.status))).all()
+        return set(statuses) == {"DELIVERED"}
+
+    await eventually(all_recorded, timeout=10)
+    # then each turn records many outcomes at once, rather than a turn after every few
+    # sends: the statements of a turn cost the same however few rows they carry
+    assert sum(turns) == 500
+    assert len(turns) <= 25, f"{len(turns)} turns for 500 outcomes"
