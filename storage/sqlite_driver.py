@@ -35,10 +35,19 @@ _Outcome = tuple[Any, list[Any], int, int | None]
 "(description, rows, rowcount, lastrowid) of a statement run in the connection's thread."
 
 
-def _run(connection: aiosqlite.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
-    """In the connection's thread: the statement and everything a DBAPI cursor tells of it.
-    The sqlite3 connection is looked up here, as aiosqlite's own calls do: a closed one
-    raises the ValueError SQLAlchemy turns into OperationalError."""
+def _run(
+    connection: aiosqlite.Connection,
+    operation: str,
+    parameters: Any,
+    many: bool,
+    begin: str | None = None,
+) -> _Outcome:
+    """In the connection's thread: ``begin`` (a deferred BEGIN) if any, then the statement
+    and everything a DBAPI cursor tells of it. The sqlite3 connection is looked up here,
+    as aiosqlite's own calls do: a closed one raises the ValueError SQLAlchemy turns into
+    OperationalError."""
+    if begin is not None:
+        connection._conn.execute(begin)
     cursor = connection._conn.cursor()
     try:
         if many:
@@ -105,20 +114,63 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         return self._trip(operation, seq_of_parameters, many=True)
 
     def _trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
+        adapted: _OneTripConnection = self._adapt_connection  # type: ignore[assignment]
+        if operation in DEFERRED and not parameters and not many:
+            # Sent with the transaction's first statement (one trip less per transaction).
+            adapted.begin = operation
+            self._description, self._rowcount, self._lastrowid = None, -1, None
+            self._rows = collections.deque()
+            # SQLAlchemy's async layer requires every execution to await: this one returns
+            # at once, without a turn of the event loop.
+            await_(_nothing())
+            return
+        begin, adapted.begin = adapted.begin, None
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         try:
             outcome: _Outcome = await_(
-                connection._execute(_run, connection, operation, parameters, many)
+                connection._execute(_run, connection, operation, parameters, many, begin)
             )
         except Exception as error:
-            self._adapt_connection._handle_exception(error)
+            adapted._handle_exception(error)
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows)
 
 
+async def _nothing() -> None:
+    return None
+
+
+DEFERRED = frozenset({"BEGIN", "BEGIN IMMEDIATE", "BEGIN DEFERRED", "BEGIN EXCLUSIVE"})
+"""Statements that only open a transaction: each waits for the transaction's first
+statement and goes to the connection's thread with it. Nothing happens on the connection
+in between, so it is the same transaction, taken at the same point (an IMMEDIATE one's
+write lock, and a failure to take it, come with that statement)."""
+
+
 class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("begin",)
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass of it
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.begin: str | None = None
+        "A BEGIN not sent yet (see DEFERRED)."
+
+    def commit(self) -> None:
+        if self.begin is not None:  # a transaction that ran nothing: nothing to commit
+            self.begin = None
+            return
+        super().commit()
+
+    def rollback(self) -> None:
+        if self.begin is not None:
+            self.begin = None
+            return
+        super().rollback()
+
+    def close(self) -> None:
+        self.begin = None
+        super().close()
 
 
 class _OneTripDbapi(AsyncAdapt_aiosqlite_dbapi):

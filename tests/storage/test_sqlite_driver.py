@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tocsin.storage.database import Database, create_engine
@@ -131,3 +131,46 @@ async def test_one_write_after_another_takes_the_same_connection(engine: AsyncEn
     # then each takes the connection the last one gave back (its page cache is warm: SQLite
     # empties a connection's cache whenever another connection wrote since its last use)
     assert all(connection is first for connection in later)
+
+
+async def test_a_write_transaction_sends_its_begin_with_its_first_statement(
+    engine: AsyncEngine,
+) -> None:
+    # given a connection in a write transaction (BEGIN IMMEDIATE, as Database.write opens)
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        trips = Trips(raw.driver_connection)
+        try:
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # when its first statement runs
+            await conn.execute(text("INSERT INTO t (name) VALUES ('first')"))
+            begun_with_it = trips.count
+            # then BEGIN and the statement made one trip, and the transaction is the one
+            # BEGIN opened: another connection cannot write until it ends
+            assert begun_with_it == 1
+            async with engine.connect() as other:
+                await other.exec_driver_sql("PRAGMA busy_timeout=0")
+                with pytest.raises(OperationalError, match="locked"):
+                    await other.execute(text("INSERT INTO t (name) VALUES ('meanwhile')"))
+            await conn.commit()
+        finally:
+            trips.stop()
+    async with engine.connect() as conn:
+        names = (await conn.execute(text("SELECT name FROM t"))).scalars().all()
+    assert names == ["first"]
+
+
+async def test_a_transaction_that_runs_nothing_commits_and_rolls_back_quietly(
+    engine: AsyncEngine,
+) -> None:
+    database = Database(engine)
+    async with database.write():
+        pass
+    with pytest.raises(RuntimeError):
+        async with database.write():
+            raise RuntimeError("nothing written")
+    # and the connection is fit for the next transaction
+    async with database.write() as session:
+        await session.execute(text("INSERT INTO t (name) VALUES ('after')"))
+    async with database.read() as session:
+        assert (await session.execute(text("SELECT name FROM t"))).scalars().all() == ["after"]
