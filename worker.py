@@ -257,8 +257,8 @@ class Worker:
         right after each one would record a handful of outcomes each, and every turn's
         statements cost the same however few rows they carry."""
         limits = self._limits
-        # A channel holds at most ``concurrency`` claims: four channels that stop answering
-        # hold no more than all of them, and the others still get theirs.
+        # A channel holds at most ``concurrency`` claims, the worker four times that: it
+        # takes four channels that stop answering, all full, to leave none for the others.
         held = len(self._sends) + self._queued_count
         free = min(CLAIMS_HELD * limits.concurrency - held, 2 * limits.concurrency)
         now = utcnow()

@@ -14,7 +14,13 @@ from sqlalchemy import event, select, update
 from tests.delivery.test_delivery import emit, save
 from tests.peers import HttpReceiver
 from tests.support import Api, eventually
-from tocsin.storage.claims import AttemptOutcome, claim_due_deliveries, record_outcomes
+from tocsin.storage.claims import (
+    AttemptOutcome,
+    ClaimedDelivery,
+    claim_due_deliveries,
+    record_outcomes,
+)
+from tocsin.storage.database import Database
 from tocsin.storage.tables import DeliveryRow
 from tocsin.storage.types import utcnow
 from tocsin.worker import Worker
@@ -185,6 +191,19 @@ async def test_a_clean_stop_leaves_nothing_delivered_to_send_again(
     assert len({r.json()["event_id"] for r in requests}) == 500
 
 
+async def claim_by_hand(db: Database, *, take_over_expired: bool) -> list[ClaimedDelivery]:
+    """Up to 10 deliveries claimed for 30 s, as a worker's turn claims them."""
+    async with db.write() as session:
+        return await claim_due_deliveries(
+            session,
+            now=utcnow(),
+            lease=timedelta(seconds=30),
+            limit=10,
+            room_per_channel=lambda _: 10,
+            take_over_expired=take_over_expired,
+        )
+
+
 async def test_a_claim_reads_the_front_of_the_queue_without_sorting_the_backlog(
     api: Api,
 ) -> None:
@@ -203,15 +222,7 @@ async def test_a_claim_reads_the_front_of_the_queue_without_sorting_the_backlog(
     # when the worker's claim (its usual turn, not looking for expired leases) runs
     event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
     try:
-        async with db.write() as session:
-            claimed = await claim_due_deliveries(
-                session,
-                now=utcnow(),
-                lease=timedelta(seconds=30),
-                limit=10,
-                room_per_channel=lambda _: 10,
-                take_over_expired=False,
-            )
+        claimed = await claim_by_hand(db, take_over_expired=False)
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
     assert len(claimed) == 10
@@ -230,19 +241,9 @@ async def test_a_claim_takes_over_an_expired_lease_when_it_looks_for_them(api: A
     db = api.services.db  # no worker runs here: claims are made by hand
     await save(api, "Webhook", {"url": "https://hooks.example.com/e"})
     await emit(api)
-    lease = timedelta(seconds=30)
 
     async def claim(look: bool) -> list[str]:
-        async with db.write() as session:
-            found = await claim_due_deliveries(
-                session,
-                now=utcnow(),
-                lease=lease,
-                limit=10,
-                room_per_channel=lambda _: 10,
-                take_over_expired=look,
-            )
-        return [c.delivery.id for c in found]
+        return [c.delivery.id for c in await claim_by_hand(db, take_over_expired=look)]
 
     [delivery_id] = await claim(look=True)
     async with db.write() as session:
