@@ -200,7 +200,9 @@ class GroupCommitter:
             start += len(items)
 
     async def _write(self, events: list[NewEvent]) -> list[WrittenEvent]:
-        async with self._db.write() as session:
+        # Pipelined: an emit is a read of the channels and one more trip, the inserts and
+        # the COMMIT together; an IntegrityError from them is handled as before (_commit).
+        async with self._db.write(pipelined=True) as session:
             return await write_events(session, events, now=utcnow(), matches=route)
 
     async def _write_or_fail(

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from tocsin.settings import Settings
-from tocsin.storage.sqlite_driver import one_trip_dbapi
+from tocsin.storage.sqlite_driver import defer_inserts, one_trip_dbapi
 
 # NaN and Infinity are not JSON: stored, they would break every reader of the row.
 _STRICT_JSON = partial(json.dumps, allow_nan=False)
@@ -86,14 +86,22 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session whose transaction commits on success and rolls back on error."""
+    async def write(self, *, pipelined: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction commits on success and rolls back on error.
+
+        ``pipelined``: on SQLite, the transaction's plain INSERTs travel with its next
+        statement or its COMMIT instead of each being a trip to the connection's thread
+        (``sqlite_driver.defer_inserts``); an INSERT's IntegrityError is then raised from
+        there, the commit included. For a writer that reads nothing it has inserted and
+        handles errors per transaction."""
         if self._write_lock is None:
             async with self._sessions() as session, session.begin():
                 yield session
             return
         async with self._write_lock, self._sessions() as session:
             await session.execute(text("BEGIN IMMEDIATE"))
+            if pipelined:
+                await defer_inserts(session)
             try:
                 yield session
             except BaseException:

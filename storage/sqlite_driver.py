@@ -26,13 +26,19 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
-__all__ = ["OneTripCursor", "one_trip_dbapi"]
+__all__ = ["OneTripCursor", "defer_inserts", "one_trip_dbapi"]
 
-_Outcome = tuple[Any, list[Any], int, int | None]
-"(description, rows, rowcount, lastrowid) of a statement run in the connection's thread."
+_Outcome = tuple[Any, list[Any], int, int | None, bool]
+"""(description, rows, rowcount, lastrowid, in_transaction) of a statement run in the
+connection's thread."""
+
+
+_Statement = tuple[str, Any, bool]
+"(operation, parameters, many): a statement deferred to the next trip (see defer_inserts)."
 
 
 def _run(
@@ -41,13 +47,13 @@ def _run(
     parameters: Any,
     many: bool,
     begin: str | None = None,
+    deferred: Sequence[_Statement] = (),
 ) -> _Outcome:
-    """In the connection's thread: ``begin`` (a deferred BEGIN) if any, then the statement
-    and everything a DBAPI cursor tells of it. The sqlite3 connection is looked up here,
-    as aiosqlite's own calls do: a closed one raises the ValueError SQLAlchemy turns into
-    OperationalError."""
-    if begin is not None:
-        connection._conn.execute(begin)
+    """In the connection's thread: ``begin`` (a deferred BEGIN) if any, the ``deferred``
+    statements, then the statement and everything a DBAPI cursor tells of it. The sqlite3
+    connection is looked up here, as aiosqlite's own calls do: a closed one raises the
+    ValueError SQLAlchemy turns into OperationalError."""
+    _before(connection, begin, deferred)
     cursor = connection._conn.cursor()
     try:
         if many:
@@ -59,9 +65,38 @@ def _run(
         description = cursor.description
         rows = cursor.fetchall() if description else []
         # After the rows: for UPDATE ... RETURNING, sqlite3 counts them as they are read.
-        return description, rows, cursor.rowcount, cursor.lastrowid
+        in_transaction = connection._conn.in_transaction
+        return description, rows, cursor.rowcount, cursor.lastrowid, in_transaction
     finally:
         cursor.close()
+
+
+def _before(
+    connection: aiosqlite.Connection, begin: str | None, deferred: Sequence[_Statement]
+) -> None:
+    conn = connection._conn
+    if begin is not None:
+        conn.execute(begin)
+    for operation, parameters, many in deferred:
+        if many:
+            conn.executemany(operation, parameters)
+        elif parameters is None:
+            conn.execute(operation)
+        else:
+            conn.execute(operation, parameters)
+
+
+def _commit(
+    connection: aiosqlite.Connection, begin: str | None, deferred: Sequence[_Statement]
+) -> None:
+    """In the connection's thread: what is still to be sent, then COMMIT; if any of it
+    fails, the transaction is rolled back here (its write lock released at once)."""
+    try:
+        _before(connection, begin, deferred)
+    except BaseException:
+        connection._conn.rollback()
+        raise
+    connection._conn.commit()
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -118,22 +153,46 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         if operation in DEFERRED and not parameters and not many:
             # Sent with the transaction's first statement (one trip less per transaction).
             adapted.begin = operation
-            self._description, self._rowcount, self._lastrowid = None, -1, None
-            self._rows = collections.deque()
-            # SQLAlchemy's async layer requires every execution to await: this one returns
-            # at once, without a turn of the event loop.
-            await_(_nothing())
+            self._answer_at_once(-1)
+            return
+        if adapted.defer_inserts and _is_plain_insert(operation):
+            adapted.deferred.append((operation, parameters, many))
+            self._answer_at_once(len(parameters) if many else 1)
             return
         begin, adapted.begin = adapted.begin, None
+        deferred, adapted.deferred = adapted.deferred, []
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         try:
             outcome: _Outcome = await_(
-                connection._execute(_run, connection, operation, parameters, many, begin)
+                connection._execute(_run, connection, operation, parameters, many, begin, deferred)
             )
         except Exception as error:
+            adapted.idle = False  # it may have begun a transaction: a rollback will end it
             adapted._handle_exception(error)
-        self._description, rows, self._rowcount, self._lastrowid = outcome
+        self._description, rows, self._rowcount, self._lastrowid, in_transaction = outcome
+        adapted.idle = not in_transaction
         self._rows = collections.deque(rows)
+
+    def _answer_at_once(self, rowcount: int) -> None:
+        """A statement kept for the next trip: no rows, and no turn of the event loop
+        (SQLAlchemy's async layer requires every execution to await; this returns at once)."""
+        self._description, self._rowcount, self._lastrowid = None, rowcount, None
+        self._rows = collections.deque()
+        await_(_nothing())
+
+
+def _is_plain_insert(operation: Any) -> bool:
+    """An INSERT of VALUES that answers nothing but its row count, known beforehand: no
+    RETURNING, no OR or ON CONFLICT clause, no SELECT."""
+    return (
+        isinstance(operation, str)
+        and operation.startswith("INSERT INTO ")
+        and " VALUES " in operation
+        and not any(word in operation for word in _NOT_PLAIN)
+    )
+
+
+_NOT_PLAIN = ("RETURNING", "ON CONFLICT", "SELECT")
 
 
 async def _nothing() -> None:
@@ -148,35 +207,87 @@ write lock, and a failure to take it, come with that statement)."""
 
 
 class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("begin",)
+    __slots__ = ("begin", "defer_inserts", "deferred", "idle")
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass of it
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.begin: str | None = None
         "A BEGIN not sent yet (see DEFERRED)."
+        self.defer_inserts = False
+        "Until the transaction ends, plain INSERTs wait for the next trip (defer_inserts)."
+        self.deferred: list[_Statement] = []
+        "INSERTs not sent yet."
+        self.idle = False
+        """No transaction is open (as sqlite3 said after the last statement, or a commit
+        or rollback since): a commit or rollback, such as the pool's when a connection is
+        given back, needs no trip."""
+
+    def cursor(self, server_side: bool = False) -> Any:
+        if server_side:
+            # SQLAlchemy's own cursor, whose statements we do not see: what waits for the
+            # next trip goes now, and a transaction may be open from here on.
+            begin, deferred = self.begin, self.deferred
+            self.begin, self.deferred, self.idle = None, [], False
+            if begin is not None or deferred:
+                connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+                try:
+                    await_(connection._execute(_before, connection, begin, deferred))
+                except Exception as error:
+                    self._handle_exception(error)
+        return super().cursor(server_side)
 
     def commit(self) -> None:
-        if self.begin is not None:  # a transaction that ran nothing: nothing to commit
-            self.begin = None
+        begin, deferred = self._end()
+        if not deferred:
+            if self.idle:  # nothing ran (a BEGIN not sent yet included): nothing to commit
+                return
+            super().commit()
+            self.idle = True
             return
-        super().commit()
+        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        self.idle = False
+        try:
+            await_(connection._execute(_commit, connection, begin, deferred))
+        except Exception as error:
+            self._handle_exception(error)
+        self.idle = True
 
     def rollback(self) -> None:
-        if self.begin is not None:
-            self.begin = None
+        self._end()  # a BEGIN and INSERTs not sent yet: nothing to undo
+        if self.idle:
             return
         super().rollback()
+        self.idle = True
 
     def close(self) -> None:
-        self.begin = None
+        self._end()
         super().close()
+
+    def _end(self) -> tuple[str | None, list[_Statement]]:
+        """The BEGIN and INSERTs not sent yet, forgotten here: the transaction ends."""
+        begin, deferred = self.begin, self.deferred
+        self.begin, self.deferred, self.defer_inserts = None, [], False
+        return begin, deferred
 
 
 class _OneTripDbapi(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
         adapted = super().connect(*arg, **kw)
         return _OneTripConnection(self, adapted._connection)
+
+
+async def defer_inserts(session: AsyncSession) -> None:
+    """For the rest of ``session``'s transaction on this driver, plain INSERTs (no
+    RETURNING) are not a trip of their own: they travel with the next statement, or with
+    the COMMIT. An INSERT's error (an IntegrityError) is therefore raised by that later
+    statement or by the commit, whose failure rolls the whole transaction back. Nothing
+    changes on another driver."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    adapted = raw.dbapi_connection
+    if isinstance(adapted, _OneTripConnection):
+        adapted.defer_inserts = True
 
 
 def one_trip_dbapi() -> AsyncAdapt_aiosqlite_dbapi:

@@ -174,3 +174,128 @@ async def test_a_transaction_that_runs_nothing_commits_and_rolls_back_quietly(
         await session.execute(text("INSERT INTO t (name) VALUES ('after')"))
     async with database.read() as session:
         assert (await session.execute(text("SELECT name FROM t"))).scalars().all() == ["after"]
+
+
+async def _trips_of_write(database: Database, *statements: tuple[str, Any]) -> int:
+    """The trips a pipelined write of ``statements`` makes after its BEGIN, commit included."""
+    async with database.write(pipelined=True) as session:
+        raw = await (await session.connection()).get_raw_connection()
+        trips = Trips(raw.driver_connection)
+        try:
+            for statement, params in statements:
+                await session.execute(text(statement), params)
+            await session.commit()
+        finally:
+            trips.stop()
+    return trips.count
+
+
+async def test_a_pipelined_write_sends_its_inserts_with_its_commit(engine: AsyncEngine) -> None:
+    database = Database(engine)
+    # when a pipelined write inserts a row, then many, then commits
+    trips = await _trips_of_write(
+        database,
+        ("INSERT INTO t (name) VALUES ('one')", None),
+        ("INSERT INTO t (name) VALUES (:n)", [{"n": "two"}, {"n": "three"}]),
+    )
+    # then BEGIN, both inserts and the COMMIT went to the thread together
+    assert trips == 1
+    async with database.read() as session:
+        names = (await session.execute(text("SELECT name FROM t ORDER BY id"))).scalars().all()
+    assert names == ["one", "two", "three"]
+
+
+async def test_a_statement_after_pipelined_inserts_sees_them(engine: AsyncEngine) -> None:
+    database = Database(engine)
+    async with database.write(pipelined=True) as session:
+        await session.execute(text("INSERT INTO t (name) VALUES ('seen')"))
+        counted = (await session.execute(text("SELECT count(*) FROM t"))).scalar()
+        # an INSERT ... RETURNING answers rows: it is sent at once, never deferred
+        returned = await session.execute(
+            text("INSERT INTO t (name) VALUES ('back') RETURNING name")
+        )
+        assert returned.scalars().all() == ["back"]
+    assert counted == 1
+
+
+async def test_a_pipelined_inserts_error_comes_from_the_commit_and_undoes_it_all(
+    engine: AsyncEngine,
+) -> None:
+    database = Database(engine)
+    async with database.write() as session:
+        await session.execute(text("INSERT INTO t (name) VALUES ('taken')"))
+    # when a pipelined write's second insert breaks the unique name
+    with pytest.raises(IntegrityError, match="UNIQUE"):
+        async with database.write(pipelined=True) as session:
+            await session.execute(text("INSERT INTO t (name) VALUES ('new')"))
+            await session.execute(text("INSERT INTO t (name) VALUES ('taken')"))
+    # then nothing of that transaction is stored, and the write lock is free at once
+    async with engine.connect() as other:
+        await other.exec_driver_sql("PRAGMA busy_timeout=0")
+        await other.exec_driver_sql("BEGIN IMMEDIATE")
+        await other.exec_driver_sql("ROLLBACK")
+    # and the next write, pipelined or not, works on the same connection
+    async with database.write(pipelined=True) as session:
+        await session.execute(text("INSERT INTO t (name) VALUES ('after')"))
+    async with database.read() as session:
+        names = (await session.execute(text("SELECT name FROM t ORDER BY id"))).scalars().all()
+    assert names == ["taken", "after"]
+
+
+async def test_a_rolled_back_pipelined_write_stores_nothing(engine: AsyncEngine) -> None:
+    database = Database(engine)
+    with pytest.raises(RuntimeError):
+        async with database.write(pipelined=True) as session:
+            await session.execute(text("INSERT INTO t (name) VALUES ('never')"))
+            raise RuntimeError("changed my mind")
+    # and pipelining ended with that transaction: the next write's insert is its own trip
+    async with database.write() as session:
+        raw = await (await session.connection()).get_raw_connection()
+        trips = Trips(raw.driver_connection)
+        try:
+            await session.execute(text("INSERT INTO t (name) VALUES ('now')"))
+            assert trips.count == 1
+        finally:
+            trips.stop()
+    async with database.read() as session:
+        assert (await session.execute(text("SELECT name FROM t"))).scalars().all() == ["now"]
+
+
+async def test_only_inserts_whose_answer_is_known_wait(engine: AsyncEngine) -> None:
+    database = Database(engine)
+    async with database.write() as session:
+        await session.execute(text("INSERT INTO t (name) VALUES ('a')"))
+    async with database.write(pipelined=True) as session:
+        # an INSERT ... SELECT counts what it copied, an upsert what it did not skip
+        copied = await session.execute(text("INSERT INTO t (name) SELECT name || '2' FROM t"))
+        skipped = await session.execute(
+            text("INSERT INTO t (name) VALUES ('a') ON CONFLICT (name) DO NOTHING")
+        )
+        assert (copied.rowcount, skipped.rowcount) == (1, 0)
+        # and a streamed read sees the inserts waiting for the next trip
+        await session.execute(text("INSERT INTO t (name) VALUES ('b')"))
+        streamed = await session.stream(text("SELECT name FROM t ORDER BY id"))
+        assert [row[0] async for row in streamed] == ["a", "a2", "b"]
+
+
+async def test_a_connection_given_back_outside_a_transaction_costs_no_trip(
+    engine: AsyncEngine,
+) -> None:
+    database = Database(engine)
+    async with database.read() as session:
+        await session.execute(text("SELECT 1"))
+        raw = await (await session.connection()).get_raw_connection()
+        trips = Trips(raw.driver_connection)
+    # the pool's rollback of a connection that holds no transaction is not sent
+    trips.stop()
+    assert trips.count == 0
+    # but one whose first statement failed after its BEGIN is rolled back: the lock is free
+    async with database.write() as session:
+        await session.execute(text("INSERT INTO t (name) VALUES ('x')"))
+    with pytest.raises(IntegrityError):
+        async with database.write() as session:
+            await session.execute(text("INSERT INTO t (name) VALUES ('x')"))
+    async with engine.connect() as other:
+        await other.exec_driver_sql("PRAGMA busy_timeout=0")
+        await other.exec_driver_sql("BEGIN IMMEDIATE")
+        await other.exec_driver_sql("ROLLBACK")
