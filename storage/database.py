@@ -92,8 +92,9 @@ class Database:
         ``pipelined``: on SQLite, the transaction's plain INSERTs travel with its next
         statement or its COMMIT instead of each being a trip to the connection's thread
         (``sqlite_driver.defer_inserts``); an INSERT's IntegrityError is then raised from
-        there, the commit included. For a writer that reads nothing it has inserted and
-        handles errors per transaction."""
+        there, the commit included, and the whole transaction is rolled back. Later
+        statements of the transaction do see the deferred rows (they are sent first). For
+        a writer that handles errors per transaction rather than per statement."""
         if self._write_lock is None:
             async with self._sessions() as session, session.begin():
                 yield session

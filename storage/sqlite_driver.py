@@ -56,12 +56,7 @@ def _run(
     _before(connection, begin, deferred)
     cursor = connection._conn.cursor()
     try:
-        if many:
-            cursor.executemany(operation, parameters)
-        elif parameters is None:
-            cursor.execute(operation)
-        else:
-            cursor.execute(operation, parameters)
+        _execute_one(cursor, operation, parameters, many)
         description = cursor.description
         rows = cursor.fetchall() if description else []
         # After the rows: for UPDATE ... RETURNING, sqlite3 counts them as they are read.
@@ -78,12 +73,20 @@ def _before(
     if begin is not None:
         conn.execute(begin)
     for operation, parameters, many in deferred:
-        if many:
-            conn.executemany(operation, parameters)
-        elif parameters is None:
-            conn.execute(operation)
-        else:
-            conn.execute(operation, parameters)
+        _execute_one(conn, operation, parameters, many)
+
+
+def _execute_one(
+    target: sqlite3.Cursor | sqlite3.Connection, operation: str, parameters: Any, many: bool
+) -> None:
+    """One statement as a DBAPI cursor was given it (sqlite3's connection has the same
+    execute and executemany)."""
+    if many:
+        target.executemany(operation, parameters)
+    elif parameters is None:
+        target.execute(operation)
+    else:
+        target.execute(operation, parameters)
 
 
 def _commit(
@@ -159,8 +162,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             adapted.deferred.append((operation, parameters, many))
             self._answer_at_once(len(parameters) if many else 1)
             return
-        begin, adapted.begin = adapted.begin, None
-        deferred, adapted.deferred = adapted.deferred, []
+        begin, deferred = adapted.take_pending()
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         try:
             outcome: _Outcome = await_(
@@ -227,8 +229,8 @@ class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
         if server_side:
             # SQLAlchemy's own cursor, whose statements we do not see: what waits for the
             # next trip goes now, and a transaction may be open from here on.
-            begin, deferred = self.begin, self.deferred
-            self.begin, self.deferred, self.idle = None, [], False
+            begin, deferred = self.take_pending()
+            self.idle = False
             if begin is not None or deferred:
                 connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
                 try:
@@ -264,11 +266,16 @@ class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self._end()
         super().close()
 
-    def _end(self) -> tuple[str | None, list[_Statement]]:
-        """The BEGIN and INSERTs not sent yet, forgotten here: the transaction ends."""
+    def take_pending(self) -> tuple[str | None, list[_Statement]]:
+        """The BEGIN and INSERTs not sent yet, handed to the trip that sends them."""
         begin, deferred = self.begin, self.deferred
-        self.begin, self.deferred, self.defer_inserts = None, [], False
+        self.begin, self.deferred = None, []
         return begin, deferred
+
+    def _end(self) -> tuple[str | None, list[_Statement]]:
+        """What is not sent yet, taken here: the transaction ends (no more deferring)."""
+        self.defer_inserts = False
+        return self.take_pending()
 
 
 class _OneTripDbapi(AsyncAdapt_aiosqlite_dbapi):
