@@ -35,6 +35,8 @@ MAX_DETAIL = 10_000
 MAX_METADATA_BYTES = 16 * 1024
 MAX_KEY = 200
 MAX_BATCH = 1000
+GATHER_TURNS = 64
+"The most turns of the event loop a group commit waits for emits under way (_gather)."
 FINGERPRINTED_TYPES = {"schema_drift"}
 CATALOG_SECONDS = 2.0
 NOT_FINITE = "is not a finite number: JSON has no NaN or Infinity, nor numbers beyond 1.8e308."
@@ -153,6 +155,7 @@ class GroupCommitter:
 
     async def _drain(self) -> None:
         while self._queue:
+            await self._gather()
             batch: list[Pending] = []
             size = 0
             while self._queue and (not batch or size + len(self._queue[0][0]) <= MAX_BATCH):
@@ -165,6 +168,20 @@ class GroupCommitter:
                 await self._commit(batch)
             finally:
                 self._writing = 0
+
+    async def _gather(self) -> None:
+        """Let the emits already under way join the group before it is cut: one turn of
+        the event loop after another while the last one brought a new emit, at most
+        ``GATHER_TURNS``. A request reaches ``submit`` over several turns (its bytes read,
+        its task run, its document executed); cutting at the first emit made groups of 8
+        out of 16 concurrent emitters, each commit paying its fixed cost (a session, the
+        channels' read, two trips) for half of them (issue 11). A lone emit waits one
+        turn; nothing waits for the network."""
+        for _ in range(GATHER_TURNS):
+            queued = len(self._queue)
+            await asyncio.sleep(0)
+            if len(self._queue) == queued or self._waiting >= MAX_BATCH:
+                return
 
     async def _commit(self, batch: list[Pending]) -> None:
         events = [event for events, _ in batch for event in events]

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from tests.delivery.test_delivery import save
 from tests.support import Api
+from tocsin.resolvers import events as events_module
 from tocsin.storage import ingest
 from tocsin.storage.ingest import NewEvent
 from tocsin.storage.tables import DeliveryRow, EventRow
@@ -109,3 +110,52 @@ def _with_id(build: Any, event_id: str) -> Any:
             ingest.new_id = real
 
     return built
+
+
+async def _after_turns(turns: int, committer: Any, title: str) -> Any:
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    return await committer.submit([_event(title)])
+
+
+async def test_emits_reaching_the_writer_turns_apart_share_one_commit(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _three_webhooks(api)
+    committer = api.services.committer
+    groups: list[int] = []
+    write = type(committer)._write
+
+    async def counted(self: Any, events: list[NewEvent]) -> Any:
+        groups.append(len(events))
+        return await write(self, events)
+
+    monkeypatch.setattr(type(committer), "_write", counted)
+    # when five emits reach the committer one turn of the event loop after another (as
+    # requests do: read, run, executed over several turns)
+    written = await asyncio.gather(*(_after_turns(n, committer, f"e{n}") for n in range(5)))
+    # then they were written together, each emitter getting its own event back
+    assert groups == [5]
+    assert [batch[0].event.title for batch in written] == [f"e{n}" for n in range(5)]
+    assert await _stored(api) == (5, 15)
+
+
+async def test_a_steady_stream_of_emits_does_not_hold_the_first_back(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    committer = api.services.committer
+    groups: list[int] = []
+    write = type(committer)._write
+
+    async def counted(self: Any, events: list[NewEvent]) -> Any:
+        groups.append(len(events))
+        return await write(self, events)
+
+    monkeypatch.setattr(type(committer), "_write", counted)
+    # when an emit arrives on every turn of the event loop, for longer than a group waits
+    turns = 3 * events_module.GATHER_TURNS
+    await asyncio.gather(*(_after_turns(n, committer, f"e{n}") for n in range(turns)))
+    # then the first group was cut after GATHER_TURNS turns, not when the stream ended
+    assert groups[0] <= events_module.GATHER_TURNS + 1
+    assert len(groups) >= 2
+    assert sum(groups) == turns
