@@ -125,12 +125,18 @@ async def graphql_post(
     if operation_name is not None and not isinstance(operation_name, str):
         return _refused(400, '"operationName" must be a string.', "BAD_REQUEST")
     context = Context(services=services, principal=principal)
-    result = await schema.execute(
-        payload["query"],
-        variable_values=variables,
-        context_value=context,
-        operation_name=operation_name,
-    )
+    document = schema.direct.document(payload["query"], operation_name)
+    if document is not None:  # an emit document executed before (schema/direct.py)
+        result = await schema.direct.execute(
+            document, variables=variables, context=context, operation_name=operation_name
+        )
+    else:
+        result = await schema.execute(
+            payload["query"],
+            variable_values=variables,
+            context_value=context,
+            operation_name=operation_name,
+        )
     response: dict[str, Any] = {"data": result.data}
     if result.errors:
         response["errors"] = [_formatted(error) for error in result.errors]

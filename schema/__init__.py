@@ -18,6 +18,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from tocsin.resolvers.problems import ProblemError
+from tocsin.schema.direct import DirectEmits, RememberEmits
 from tocsin.schema.emit_fast_path import install_emit_fast_path
 from tocsin.schema.limits import CodedMaxTokensLimiter, Limits, query_cost_rule
 from tocsin.schema.mutation import Mutation
@@ -77,6 +78,9 @@ def without_input_echo(message: str) -> str:
 
 
 class TocsinSchema(strawberry.Schema):
+    direct: DirectEmits
+    "Emit documents already validated, run by graphql-core directly (schema/direct.py)."
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -92,7 +96,9 @@ class TocsinSchema(strawberry.Schema):
                 log.debug("GraphQL error %s in %s", code, where)
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema() -> TocsinSchema:
+    mask = MaskErrors(should_mask_error=_should_mask, error_message="Internal server error.")
+    direct = DirectEmits(mask, _should_mask)
     built = TocsinSchema(
         query=Query,
         mutation=Mutation,
@@ -109,9 +115,12 @@ def build_schema() -> strawberry.Schema:
             lambda: MaskErrors(
                 should_mask_error=_should_mask, error_message="Internal server error."
             ),
+            lambda: RememberEmits(direct),
         ],
     )
     install_emit_fast_path(built)
+    direct.schema = built
+    built.direct = direct
     return built
 
 

@@ -83,9 +83,14 @@ class ErrorsBesideData(SchemaExtension):
 
     def on_execute(self) -> Iterator[None]:
         yield
-        context = self.execution_context.context
         result = self.execution_context.result
-        loaders = getattr(context, "loaders", None)
-        recorded = loaders.get(_BESIDE_DATA) if isinstance(loaders, dict) else None
+        recorded = beside_data_errors(self.execution_context.context)
         if recorded and result is not None:
             result.errors = [*(result.errors or []), *recorded]
+
+
+def beside_data_errors(context: Any) -> list[GraphQLError]:
+    """The errors RefuseBesideData recorded in this request's context."""
+    loaders = getattr(context, "loaders", None)
+    recorded = loaders.get(_BESIDE_DATA) if isinstance(loaders, dict) else None
+    return list(recorded or ())
