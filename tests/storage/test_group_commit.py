@@ -112,6 +112,19 @@ def _with_id(build: Any, event_id: str) -> Any:
     return built
 
 
+def _group_sizes(committer: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of events of each group ``committer`` writes from now on."""
+    groups: list[int] = []
+    write = type(committer)._write
+
+    async def counted(self: Any, events: list[NewEvent]) -> Any:
+        groups.append(len(events))
+        return await write(self, events)
+
+    monkeypatch.setattr(type(committer), "_write", counted)
+    return groups
+
+
 async def _after_turns(turns: int, committer: Any, title: str) -> Any:
     for _ in range(turns):
         await asyncio.sleep(0)
@@ -123,14 +136,7 @@ async def test_emits_reaching_the_writer_turns_apart_share_one_commit(
 ) -> None:
     await _three_webhooks(api)
     committer = api.services.committer
-    groups: list[int] = []
-    write = type(committer)._write
-
-    async def counted(self: Any, events: list[NewEvent]) -> Any:
-        groups.append(len(events))
-        return await write(self, events)
-
-    monkeypatch.setattr(type(committer), "_write", counted)
+    groups = _group_sizes(committer, monkeypatch)
     # when five emits reach the committer one turn of the event loop after another (as
     # requests do: read, run, executed over several turns)
     written = await asyncio.gather(*(_after_turns(n, committer, f"e{n}") for n in range(5)))
@@ -144,14 +150,7 @@ async def test_a_steady_stream_of_emits_does_not_hold_the_first_back(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     committer = api.services.committer
-    groups: list[int] = []
-    write = type(committer)._write
-
-    async def counted(self: Any, events: list[NewEvent]) -> Any:
-        groups.append(len(events))
-        return await write(self, events)
-
-    monkeypatch.setattr(type(committer), "_write", counted)
+    groups = _group_sizes(committer, monkeypatch)
     # when an emit arrives on every turn of the event loop, for longer than a group waits
     turns = 3 * events_module.GATHER_TURNS
     await asyncio.gather(*(_after_turns(n, committer, f"e{n}") for n in range(turns)))
