@@ -11,8 +11,6 @@ from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
-    ParserCache,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -20,7 +18,13 @@ from strawberry.types import ExecutionContext
 from tocsin.resolvers.problems import ProblemError
 from tocsin.schema.direct import DirectEmits, RememberEmits
 from tocsin.schema.emit_fast_path import install_emit_fast_path
-from tocsin.schema.limits import CodedMaxTokensLimiter, Limits, query_cost_rule
+from tocsin.schema.limits import (
+    BoundedParserCache,
+    BoundedValidationCache,
+    CodedMaxTokensLimiter,
+    Limits,
+    query_cost_rule,
+)
 from tocsin.schema.mutation import Mutation
 from tocsin.schema.permissions import ErrorsBesideData
 from tocsin.schema.query import Query
@@ -107,8 +111,8 @@ def build_schema() -> TocsinSchema:
         scalar_overrides={datetime: DateTime, JSON: JSONScalar},
         config=StrawberryConfig(auto_camel_case=True),
         extensions=[
-            lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=VALIDATION_CACHE_SIZE),
+            lambda: BoundedParserCache(maxsize=512),
+            lambda: BoundedValidationCache(maxsize=VALIDATION_CACHE_SIZE),
             lambda: CodedMaxTokensLimiter(max_token_count=MAX_TOKENS),
             lambda: AddValidationRules(LIMIT_RULES),
             ErrorsBesideData,

@@ -36,6 +36,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types import ExecutionResult
 
+from tocsin.schema.limits import LONGEST_CACHED_QUERY
 from tocsin.schema.permissions import beside_data_errors
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class DirectEmits:
         ``operation_name`` is the operation executed (Strawberry names it even when the
         request did not). A document of one operation runs the same whether the request
         names it or not, so it is kept under both; one of several is always named."""
-        if not _only_emits(document, operation_name):
+        if len(query) > LONGEST_CACHED_QUERY or not _only_emits(document, operation_name):
             return
         keys = [(query, operation_name)]
         if operation_name is not None and _operations(document) == 1:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from graphql import (
     ASTValidationRule,
@@ -30,7 +31,7 @@ from graphql import (
     ValidationContext,
     ValidationRule,
 )
-from strawberry.extensions import MaxTokensLimiter
+from strawberry.extensions import MaxTokensLimiter, ParserCache, ValidationCache
 
 CODE = "QUERY_TOO_COMPLEX"
 
@@ -186,3 +187,35 @@ def _mark(error: GraphQLError) -> None:
     # The parser's own limits (tokens, nesting) all end so; a plain syntax error does not.
     if isinstance(error, GraphQLSyntaxError) and error.message.endswith("Parsing aborted."):
         error.extensions = {**(error.extensions or {}), "code": CODE}
+
+
+LONGEST_CACHED_QUERY = 16 * 1024
+"""Characters of the longest query text the parse and validation caches keep (and
+schema/direct.py remembers). Comments cost no token, so without a bound 512 distinct
+texts of up to a MiB each (the body's limit) would hold half a GiB or more; a longer
+text is parsed and validated each time, by Strawberry itself."""
+
+
+def _cached(execution_context: Any) -> bool:
+    return len(execution_context.query or "") <= LONGEST_CACHED_QUERY
+
+
+class BoundedParserCache(ParserCache):
+    """ParserCache for texts up to LONGEST_CACHED_QUERY characters."""
+
+    def on_parse(self) -> Iterator[None]:
+        if _cached(self.execution_context):
+            yield from super().on_parse()
+        else:
+            yield  # no document set: Strawberry parses the text itself
+
+
+class BoundedValidationCache(ValidationCache):
+    """ValidationCache for documents of texts up to LONGEST_CACHED_QUERY characters
+    (its key holds the document, and the document its text)."""
+
+    def on_validate(self) -> Iterator[None]:
+        if _cached(self.execution_context):
+            yield from super().on_validate()
+        else:
+            yield  # no errors set: Strawberry validates the document itself

@@ -20,6 +20,7 @@ import tocsin.schema.emit_fast_path as emit_fast_path
 from tests.support import Api, make_settings, start_api
 from tocsin.schema import TocsinSchema, schema
 from tocsin.schema.direct import DirectEmits, RememberEmits
+from tocsin.schema.limits import LONGEST_CACHED_QUERY
 from tocsin.storage.enums import Role
 
 EMIT = """mutation Emit($i: EmitEventInput!) {{ # {case}
@@ -244,14 +245,24 @@ def test_the_remembered_documents_are_bounded_least_recently_used_first() -> Non
     assert [direct.document(text, None) is not None for text in texts] == [True, False, True, True]
 
 
+async def test_a_long_emit_text_is_not_remembered(api: Api) -> None:
+    """Comments cost no token: without a bound, distinct long texts would fill memory."""
+    padding = "# " + "x" * LONGEST_CACHED_QUERY + "\n"
+    query = EMIT.format(case="long").replace("{ # long", "{ # long\n" + padding, 1)
+    assert len(query) > LONGEST_CACHED_QUERY
+    body = (await api.post(query, {"i": GOOD})).json()
+    assert "errors" not in body and body["data"]["first"]["event"]["title"] == "Build failed"
+    assert schema.direct.document(query, None) is None
+
+
 def test_the_direct_path_knows_every_extension_of_the_schema() -> None:
     """A new schema extension may do something around execution that the direct path does
     not: adding one fails here until schema/direct.py does what it does (or does not need
     to), and this list says so."""
     extensions = [factory() for factory in schema.extensions]
     assert {type(extension).__name__ for extension in extensions} == {
-        "ParserCache",  # parsing: the remembered document was parsed once
-        "ValidationCache",  # validation: it was validated once, by every rule
+        "BoundedParserCache",  # parsing: the remembered document was parsed once
+        "BoundedValidationCache",  # validation: it was validated once, by every rule
         "CodedMaxTokensLimiter",  # parsing
         "AddValidationRules",  # validation
         "ErrorsBesideData",  # after execution: beside_data_errors in DirectEmits.execute

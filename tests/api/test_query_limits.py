@@ -17,6 +17,8 @@ from graphql import get_introspection_query
 
 from tests.e2e.server import ADMIN_TOKEN, TocsinServer, e2e_database_url, server_env
 from tests.support import Api, make_settings, new_database_url, start_api
+from tocsin.schema import VALIDATION_CACHE_SIZE
+from tocsin.schema.limits import LONGEST_CACHED_QUERY, BoundedParserCache, BoundedValidationCache
 from tocsin.storage.enums import Role
 
 # The bound is generous (the limits answer in milliseconds) so that a loaded machine does
@@ -232,3 +234,38 @@ async def test_a_real_server_answers_the_bomb_at_once_and_stays_healthy(
         assert max(seconds for _, seconds in health) < BOUND_SECONDS
         # and the server still serves queries
         assert (await server.ok("{ viewer { role } }"))["viewer"]["role"] == "ADMIN"
+
+
+# -- the caches keep short texts only ------------------------------------------------------
+
+
+def _long(text: str, n: int) -> str:
+    """``text`` behind a comment that makes it longer than the caches keep (comments cost
+    no token); ``n`` makes each one distinct."""
+    return f"# {n} " + "x" * LONGEST_CACHED_QUERY + "\n" + text
+
+
+async def test_long_texts_are_answered_but_not_kept_by_the_caches(api: Api) -> None:
+    parse_cache = BoundedParserCache(maxsize=512).cached_parse_document
+    validation_cache = BoundedValidationCache(
+        maxsize=VALIDATION_CACHE_SIZE
+    ).cached_validate_document
+    kept = parse_cache.cache_info().currsize, validation_cache.cache_info().currsize
+    # when distinct long texts come (each of a MiB would otherwise stay in memory)
+    for n in range(3):
+        assert (await api.ok(_long("{ viewer { role } }", n))) == {"viewer": {"role": "ADMIN"}}
+    # then they were answered, and neither cache holds one more entry
+    assert (parse_cache.cache_info().currsize, validation_cache.cache_info().currsize) == kept
+    # while a short new text is kept by both (what the assertion above would see)
+    await api.ok("{ viewer { name } } # short and new")
+    assert parse_cache.cache_info().currsize == kept[0] + 1
+    assert validation_cache.cache_info().currsize == kept[1] + 1
+
+
+async def test_a_long_text_is_held_to_every_limit_all_the_same(api: Api) -> None:
+    many_tokens = "{ " + " ".join(f"a{n}: viewer {{ name }}" for n in range(1200)) + " }"
+    refused = await api.gql(_long(many_tokens, 0))
+    assert refused["data"] is None
+    assert [e["extensions"]["code"] for e in refused["errors"]] == ["QUERY_TOO_COMPLEX"]
+    invalid = await api.gql(_long("{ viewer { nosuchfield } }", 1))
+    assert invalid["data"] is None and "nosuchfield" in invalid["errors"][0]["message"]
