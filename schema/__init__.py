@@ -100,9 +100,12 @@ class TocsinSchema(strawberry.Schema):
                 log.debug("GraphQL error %s in %s", code, where)
 
 
+def _mask_errors() -> MaskErrors:
+    return MaskErrors(should_mask_error=_should_mask, error_message="Internal server error.")
+
+
 def build_schema() -> TocsinSchema:
-    mask = MaskErrors(should_mask_error=_should_mask, error_message="Internal server error.")
-    direct = DirectEmits(mask, _should_mask)
+    direct = DirectEmits(_mask_errors())
     built = TocsinSchema(
         query=Query,
         mutation=Mutation,
@@ -116,9 +119,7 @@ def build_schema() -> TocsinSchema:
             lambda: CodedMaxTokensLimiter(max_token_count=MAX_TOKENS),
             lambda: AddValidationRules(LIMIT_RULES),
             ErrorsBesideData,
-            lambda: MaskErrors(
-                should_mask_error=_should_mask, error_message="Internal server error."
-            ),
+            _mask_errors,
             lambda: RememberEmits(direct),
         ],
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
@@ -53,11 +53,10 @@ _Key = tuple[str, str | None]
 class DirectEmits:
     """Validated emit documents by (query text, operation name), at most ``maxsize``."""
 
-    def __init__(self, mask: MaskErrors, should_mask: Callable[[GraphQLError], bool]) -> None:
+    def __init__(self, mask: MaskErrors) -> None:
         self.maxsize = 512
         self._documents: OrderedDict[_Key, DocumentNode] = OrderedDict()
         self._mask = mask
-        self._should_mask = should_mask
         self.schema: strawberry.Schema | None = None
         "Set by the schema that owns this (build_schema)."
 
@@ -116,7 +115,7 @@ class DirectEmits:
             errors = [*(errors or []), *recorded]
         if errors:
             errors = [
-                self._mask.anonymise_error(error) if self._should_mask(error) else error
+                self._mask.anonymise_error(error) if self._mask.should_mask_error(error) else error
                 for error in errors
             ]
         return ExecutionResult(data=result.data, errors=errors)

@@ -232,7 +232,7 @@ async def test_only_emit_operations_are_remembered(api: Api) -> None:
 
 
 def test_the_remembered_documents_are_bounded_least_recently_used_first() -> None:
-    direct = DirectEmits(schema.direct._mask, lambda _: True)
+    direct = DirectEmits(schema.direct._mask)
     direct.maxsize = 3
     texts = [
         f'mutation {{ emitEvent(input: {{type: "t{n}", title: "x"}}) {{ errors {{ code }} }} }}'
