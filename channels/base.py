@@ -111,6 +111,7 @@ class HttpPoster(Protocol):
         content: bytes,
         headers: Mapping[str, str] | httpx.Headers,
         allowed: Sequence[IPNetwork],
+        seconds: float | None = None,
     ) -> tuple[Answer, bytes]: ...
 
 

@@ -17,7 +17,6 @@ Redirects are not followed. A refusal is raised as ``egress.DestinationNotAllowe
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import json
@@ -147,11 +146,8 @@ class GuardedClient(httpx.AsyncClient):
     def __init__(self, *, transport: GuardedTransport, **kwargs: Any) -> None:
         super().__init__(transport=transport, **kwargs)
         self._guarded = transport
-        timeout = self.timeout
-        # What httpx-aiohttp makes of the client's timeout, made once.
-        self._aiohttp_timeout = aiohttp.ClientTimeout(
-            sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
-        )
+        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+        "Seconds -> aiohttp's timeout of the whole exchange, made once per value."
         self._targets: dict[str, tuple[yarl.URL, str | None]] = {}
         "URL -> (aiohttp's URL of it, its Basic Authorization): passed the client's policy."
         self._base_headers = CIMultiDict(self.headers.items())
@@ -174,11 +170,13 @@ class GuardedClient(httpx.AsyncClient):
         content: bytes,
         headers: Mapping[str, str] | httpx.Headers,
         allowed: Sequence[IPNetwork],
+        seconds: float | None = None,
     ) -> tuple[Answer, bytes]:
-        """POST ``content`` to ``url`` once: the answer (its status and headers) and up to
-        BODY_READ_LIMIT bytes of its body (decoded). The URL must pass ``allowed`` (the
-        sender's policy) and the client's own. Raises DestinationNotAllowed, aiohttp and
-        OS errors (a timeout is a TimeoutError)."""
+        """POST ``content`` to ``url`` once, within ``seconds`` (None: the client's timeout)
+        for the whole exchange (connect, send, answer, body): the answer (its status and
+        headers) and up to BODY_READ_LIMIT bytes of its body (decoded). The URL must pass
+        ``allowed`` (the sender's policy) and the client's own. Raises
+        DestinationNotAllowed, aiohttp and OS errors (a timeout is a TimeoutError)."""
         allowed = tuple(allowed)
         if allowed != self._guarded.allowed:
             checked_url(url, allowed)
@@ -200,10 +198,20 @@ class GuardedClient(httpx.AsyncClient):
             headers=sent,
             skip_auto_headers=_NO_AUTO_CONTENT_TYPE,
             allow_redirects=False,
-            timeout=self._aiohttp_timeout,
+            timeout=self._timeouts.get(seconds) or self._whole_exchange(seconds),
         ) as answer:
             body = await _read_head(answer)
             return Answer(answer.status, answer.headers), body
+
+    def _whole_exchange(self, seconds: float | None) -> aiohttp.ClientTimeout:
+        """aiohttp's one timer for a whole exchange: a timer per read, or one of asyncio's
+        around the call as well, costs a post more than the rest of Tocsin's work on it
+        (issue 11)."""
+        if len(self._timeouts) >= TARGETS_KEPT:
+            self._timeouts.clear()
+        total = self.timeout.read if seconds is None else seconds
+        made = self._timeouts[seconds] = aiohttp.ClientTimeout(total=total)
+        return made
 
 
 _NO_AUTO_CONTENT_TYPE = ("Content-Type",)
@@ -275,15 +283,18 @@ async def post(
     headers: Mapping[str, str] | httpx.Headers,
     judge: Callable[..., SendResult] | None = None,
 ) -> SendResult:
-    """POST once within ``context.timeout`` and judge the answer (``judge_response``, or a
-    kind's own with its signature: Slack's API answers 200 for a failure); never raises on
-    remote failure."""
+    """POST once within the client's timeout (``context.timeout``) and judge the answer
+    (``judge_response``, or a kind's own with its signature: Slack's API answers 200 for a
+    failure); never raises on remote failure."""
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(context.timeout):
-            reply, body = await context.http.exchange(
-                url, content=content, headers=headers, allowed=context.allowed_networks
-            )
+        reply, body = await context.http.exchange(
+            url,
+            content=content,
+            headers=headers,
+            allowed=context.allowed_networks,
+            seconds=context.timeout,
+        )
     except (httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, OSError) as exc:
         error, retryable = describe_failure(exc, _host_of(url), context.timeout)
         return SendResult(

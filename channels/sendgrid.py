@@ -9,7 +9,6 @@ SendGrid's own ``X-RateLimit-Reset``) when the answer names a wait.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -111,10 +110,13 @@ async def send_body(
     started = time.perf_counter()
     try:
         content = json_body(payload)
-        async with asyncio.timeout(context.timeout):
-            reply, body = await context.http.exchange(
-                url, content=content, headers=headers, allowed=context.allowed_networks
-            )
+        reply, body = await context.http.exchange(
+            url,
+            content=content,
+            headers=headers,
+            allowed=context.allowed_networks,
+            seconds=context.timeout,
+        )
     except (httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, OSError) as exc:
         error, retryable = describe_failure(exc, _host_of(url), context.timeout)
         return SendResult(
