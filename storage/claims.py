@@ -127,12 +127,8 @@ async def claim_due_deliveries(
     if not ids:
         return []
     token = new_id()
-    await session.execute(
-        update(_DELIVERY)
-        .where(_DELIVERY.c.id.in_(ids))
-        .values(status=DeliveryStatus.SENDING, lease_expires_at=now + lease, claim_token=token)
-    )
-    rows = (await session.execute(_CLAIMED.where(_DELIVERY.c.id.in_(ids)))).all()
+    await session.execute(_CLAIM, {"ids": ids, "lease": now + lease, "token": token})
+    rows = (await session.execute(_CLAIMED_AMONG, {"ids": ids})).all()
     # Each channel is read once, not once per delivery: a turn's claims are mostly a few
     # channels' backlogs, and a channel row is a dozen columns to decode (JSON, datetimes).
     wanted = {row[1] for row in rows if row[1] is not None}
@@ -157,6 +153,18 @@ _CLAIMED = select(
     *(_EVENT.c[f.name.rstrip("_")] for f in fields(QueuedEvent)),  # metadata_: "metadata"
 ).select_from(_DELIVERY.join(_EVENT, _EVENT.c.id == _DELIVERY.c.event_id))
 "Claimed deliveries with their event, as columns (their channels are read apart)."
+_AMONG = _DELIVERY.c.id.in_(bindparam("ids", expanding=True))
+"The deliveries a claim takes: built once, so each turn binds a list (no new statement)."
+_CLAIM = (
+    update(_DELIVERY)
+    .where(_AMONG)
+    .values(
+        status=DeliveryStatus.SENDING,
+        lease_expires_at=bindparam("lease", type_=UTCDateTime()),
+        claim_token=bindparam("token"),
+    )
+)
+_CLAIMED_AMONG = _CLAIMED.where(_AMONG)
 
 
 class _Queue(TableClause):
@@ -233,15 +241,19 @@ def _within_room(
     candidates: Sequence[Any], limit: int, room_per_channel: Callable[[str | None], int]
 ) -> list[str]:
     """Up to ``limit`` of the (id, channel id) candidates, in order, within each channel's room."""
-    taken: dict[str | None, int] = {}
+    room: dict[str | None, int] = {}
+    "What each channel met so far may still take (asked once per channel)."
     ids: list[str] = []
     for delivery_id, channel_id in candidates:
+        left = room.get(channel_id)
+        if left is None:
+            left = room[channel_id] = room_per_channel(channel_id)
+        if left <= 0:
+            continue
+        room[channel_id] = left - 1
+        ids.append(delivery_id)
         if len(ids) >= limit:
             break
-        if taken.get(channel_id, 0) >= room_per_channel(channel_id):
-            continue
-        taken[channel_id] = taken.get(channel_id, 0) + 1
-        ids.append(delivery_id)
     return ids
 
 
