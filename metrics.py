@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
@@ -36,3 +38,16 @@ RETENTION_PRUNED = Counter(
 PERIODIC_RUNS = Counter(
     "tocsin_periodic_runs_total", "Periodic jobs this process ran for the cluster", ["job"]
 )
+
+
+@cache
+def attempt_seconds(kind: str) -> Histogram:
+    """ATTEMPT_SECONDS of one kind, looked up once (``labels`` takes a lock and builds a
+    key on every call, once per delivery)."""
+    return ATTEMPT_SECONDS.labels(kind)
+
+
+@cache
+def deliveries(kind: str, outcome: str) -> Counter:
+    """DELIVERIES of one kind and outcome, looked up once."""
+    return DELIVERIES.labels(kind, outcome)

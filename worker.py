@@ -441,10 +441,10 @@ class Worker:
             return None
         assert channel is not None
         result = await attempt(claimed, channel, self._services)
-        metrics.ATTEMPT_SECONDS.labels(channel.kind).observe(result.latency_ms / 1000)
+        metrics.attempt_seconds(channel.kind).observe(result.latency_ms / 1000)
         outcome = self._outcome(claimed, result, started_at)
         if outcome.new_status != DeliveryStatus.RETRYING:
-            metrics.DELIVERIES.labels(channel.kind, outcome.new_status.lower()).inc()
+            metrics.deliveries(channel.kind, outcome.new_status.lower()).inc()
         return outcome
 
     def _outcome(
