@@ -140,7 +140,10 @@ class WebhookSender(Kind):
             return SendResult(ok=False, latency_ms=0.0, error=NOT_JSON)
         delivery_id = str(rendered["id"])
         try:
-            headers = custom_headers(destination.secrets.get("headers") or {})
+            custom = destination.secrets.get("headers")
+            # Without headers of its own a channel's are a plain dict: httpx.Headers (for
+            # names that differ only in case) cost more than the rest of this method.
+            headers: dict[str, str] | httpx.Headers = custom_headers(custom) if custom else {}
             headers["Content-Type"] = "application/json"
             # The delivery id, the same on every retry, lets any receiver drop repeats
             # (CONTRACT section 4), signed or not; a signing secret adds the signature.
