@@ -42,6 +42,7 @@ from sqlmodel import col
 from tocsin.storage.digests import settle_members
 from tocsin.storage.enums import DeliveryStatus
 from tocsin.storage.outbox_lock import OutboxLock
+from tocsin.storage.prepared import Prepared
 from tocsin.storage.tables import ChannelRow, DeliveryAttemptRow, DeliveryRow, EventRow
 from tocsin.storage.types import UTCDateTime, new_id
 
@@ -336,30 +337,34 @@ def _held_under(statement: Any) -> Any:
 # Selected from the delivery row itself, so an attempt is only added under the same
 # condition as the status update (and a delivery deleted meanwhile adds none). FOR UPDATE
 # keeps a re-claim on PostgreSQL from slipping in between the two statements.
-_ADD_ATTEMPT = insert(_ATTEMPT).from_select(
-    ["id", "delivery_id", "number", "started_at", "duration_ms", "ok", "status_code", "error"],
-    _held_under(
-        select(
-            bindparam("a_id", type_=String()),
-            _DELIVERY.c.id,
-            bindparam("b_number", type_=Integer()),
-            bindparam("a_started", type_=UTCDateTime()),
-            bindparam("a_duration", type_=Float()),
-            bindparam("a_ok", type_=Boolean()),
-            bindparam("b_code", type_=Integer()),
-            bindparam("b_error", type_=String()),
-        )
-    ).with_for_update(),
+_ADD_ATTEMPT = Prepared(
+    insert(_ATTEMPT).from_select(
+        ["id", "delivery_id", "number", "started_at", "duration_ms", "ok", "status_code", "error"],
+        _held_under(
+            select(
+                bindparam("a_id", type_=String()),
+                _DELIVERY.c.id,
+                bindparam("b_number", type_=Integer()),
+                bindparam("a_started", type_=UTCDateTime()),
+                bindparam("a_duration", type_=Float()),
+                bindparam("a_ok", type_=Boolean()),
+                bindparam("b_code", type_=Integer()),
+                bindparam("b_error", type_=String()),
+            )
+        ).with_for_update(),
+    )
 )
 
-_FINISH = _held_under(update(_DELIVERY)).values(
-    status=bindparam("b_status"),
-    attempt_count=bindparam("b_number"),
-    next_attempt_at=bindparam("b_next"),
-    lease_expires_at=None,
-    last_error=bindparam("b_error"),
-    last_status_code=bindparam("b_code"),
-    delivered_at=bindparam("b_delivered"),
+_FINISH = Prepared(
+    _held_under(update(_DELIVERY)).values(
+        status=bindparam("b_status"),
+        attempt_count=bindparam("b_number"),
+        next_attempt_at=bindparam("b_next"),
+        lease_expires_at=None,
+        last_error=bindparam("b_error"),
+        last_status_code=bindparam("b_code"),
+        delivered_at=bindparam("b_delivered"),
+    )
 )
 
 
@@ -387,8 +392,8 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[AttemptOutco
         }
         for o in outcomes
     ]
-    await session.execute(_ADD_ATTEMPT, rows)
-    await session.execute(_FINISH, rows)
+    await _ADD_ATTEMPT.run_many(session, rows)
+    await _FINISH.run_many(session, rows)
     await settle_members(session, [o.delivery_id for o in outcomes if o.digest_id])
 
 
