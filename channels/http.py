@@ -274,6 +274,23 @@ def build_http_client(
     )
 
 
+async def exchange_within(
+    context: SendContext,
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str] | httpx.Headers,
+) -> tuple[Answer, bytes]:
+    """``GuardedClient.exchange`` under the sender context's egress policy and timeout."""
+    return await context.http.exchange(
+        url,
+        content=content,
+        headers=headers,
+        allowed=context.allowed_networks,
+        seconds=context.timeout,
+    )
+
+
 async def post(
     context: SendContext,
     destination: Destination,
@@ -288,13 +305,7 @@ async def post(
     failure); never raises on remote failure."""
     started = time.perf_counter()
     try:
-        reply, body = await context.http.exchange(
-            url,
-            content=content,
-            headers=headers,
-            allowed=context.allowed_networks,
-            seconds=context.timeout,
-        )
+        reply, body = await exchange_within(context, url, content=content, headers=headers)
     except (httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, OSError) as exc:
         error, retryable = describe_failure(exc, _host_of(url), context.timeout)
         return SendResult(

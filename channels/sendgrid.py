@@ -27,6 +27,7 @@ from tocsin.channels.http import (
     JSON_HEADERS,
     RETRY_AFTER_CAP,
     describe_failure,
+    exchange_within,
     json_body,
     judge_response,
 )
@@ -110,13 +111,7 @@ async def send_body(
     started = time.perf_counter()
     try:
         content = json_body(payload)
-        reply, body = await context.http.exchange(
-            url,
-            content=content,
-            headers=headers,
-            allowed=context.allowed_networks,
-            seconds=context.timeout,
-        )
+        reply, body = await exchange_within(context, url, content=content, headers=headers)
     except (httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, OSError) as exc:
         error, retryable = describe_failure(exc, _host_of(url), context.timeout)
         return SendResult(
