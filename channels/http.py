@@ -146,8 +146,6 @@ class GuardedClient(httpx.AsyncClient):
     def __init__(self, *, transport: GuardedTransport, **kwargs: Any) -> None:
         super().__init__(transport=transport, **kwargs)
         self._guarded = transport
-        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
-        "Seconds -> aiohttp's timeout of the whole exchange, made once per value."
         self._targets: dict[str, tuple[yarl.URL, str | None]] = {}
         "URL -> (aiohttp's URL of it, its Basic Authorization): passed the client's policy."
         self._base_headers = CIMultiDict(self.headers.items())
@@ -198,20 +196,18 @@ class GuardedClient(httpx.AsyncClient):
             headers=sent,
             skip_auto_headers=_NO_AUTO_CONTENT_TYPE,
             allow_redirects=False,
-            timeout=self._timeouts.get(seconds) or self._whole_exchange(seconds),
+            timeout=_whole_exchange(self.timeout.read if seconds is None else seconds),
         ) as answer:
             body = await _read_head(answer)
             return Answer(answer.status, answer.headers), body
 
-    def _whole_exchange(self, seconds: float | None) -> aiohttp.ClientTimeout:
-        """aiohttp's one timer for a whole exchange: a timer per read, or one of asyncio's
-        around the call as well, costs a post more than the rest of Tocsin's work on it
-        (issue 11)."""
-        if len(self._timeouts) >= TARGETS_KEPT:
-            self._timeouts.clear()
-        total = self.timeout.read if seconds is None else seconds
-        made = self._timeouts[seconds] = aiohttp.ClientTimeout(total=total)
-        return made
+
+@functools.lru_cache(maxsize=64)
+def _whole_exchange(seconds: float | None) -> aiohttp.ClientTimeout:
+    """aiohttp's one timer for a whole exchange, made once per value: a timer per read, or
+    one of asyncio's around the call as well, costs a post more than the rest of Tocsin's
+    work on it (issue 11)."""
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 _NO_AUTO_CONTENT_TYPE = ("Content-Type",)
@@ -300,7 +296,7 @@ async def post(
     headers: Mapping[str, str] | httpx.Headers,
     judge: Callable[..., SendResult] | None = None,
 ) -> SendResult:
-    """POST once within the client's timeout (``context.timeout``) and judge the answer
+    """POST once within ``context.timeout`` (the whole exchange) and judge the answer
     (``judge_response``, or a kind's own with its signature: Slack's API answers 200 for a
     failure); never raises on remote failure."""
     started = time.perf_counter()

@@ -148,7 +148,6 @@ async def claim_due_deliveries(
 
 
 _EVENT = EventRow.metadata.tables["event"]
-_CHANNEL = ChannelRow.metadata.tables["channel"]
 _CLAIMED = select(
     *(_DELIVERY.c[f.name] for f in fields(QueuedDelivery)),
     *(_EVENT.c[f.name.rstrip("_")] for f in fields(QueuedEvent)),  # metadata_: "metadata"

@@ -53,25 +53,25 @@ class Prepared:
             made = self._by_dialect[dialect.name] = (compiled.string, binds)
         return made
 
-    def parameters(
-        self, dialect: Dialect, rows: Sequence[Mapping[str, Any]]
-    ) -> list[tuple[Any, ...]]:
-        """Each row as the driver takes it: its values in the statement's order, each
-        through its type's processor."""
-        _, binds = self._compiled(dialect)
-        made = []
-        for row in rows:
-            values = []
-            for name, process, given in binds:
-                value = row.get(name, given)
-                values.append(value if process is None else process(value))
-            made.append(tuple(values))
-        return made
-
     async def run_many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run the statement once per row, in ``session``'s transaction, in one call."""
         if not rows:
             return
         connection = await session.connection()
-        sql, _ = self._compiled(connection.dialect)
-        await connection.exec_driver_sql(sql, self.parameters(connection.dialect, rows))
+        sql, binds = self._compiled(connection.dialect)
+        await connection.exec_driver_sql(sql, _as_driver_rows(binds, rows))
+
+
+def _as_driver_rows(
+    binds: Sequence[_Bind], rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Each row as the driver takes it: its values in the statement's order, each through
+    its type's processor."""
+    made = []
+    for row in rows:
+        values = []
+        for name, process, given in binds:
+            value = row.get(name, given)
+            values.append(value if process is None else process(value))
+        made.append(tuple(values))
+    return made
